@@ -1,0 +1,235 @@
+"""Send provider HTTP requests with bounded retries, rate limits and no secret in any log.
+
+Retried: 429, 502, 503, 504 and transport errors, with exponential backoff and full
+jitter, honouring `Retry-After` (seconds or HTTP date). A wait longer than
+`max_inline_wait` is not slept: `RetryLaterError(retry_after=...)` lets the engine
+reschedule the step. A non-idempotent request (a create) is retried only when it cannot
+have reached the server (connect errors) or the server said so explicitly (429); after a
+timeout or a 5xx it raises `RetryLaterError` and the provider reconciles by listing.
+
+Nothing here logs or raises a body, a header or a query string: Google puts API keys in
+`?key=`, and every provider puts a credential in a header.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from rotator.errors import RetryLaterError
+
+# httpx logs every request at INFO with its full URL, query string included.
+for _name in ("httpx", "httpcore"):
+    _quiet = logging.getLogger(_name)
+    if _quiet.level < logging.WARNING:
+        _quiet.setLevel(logging.WARNING)
+
+log = logging.getLogger("rotator.http")
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+# These failures happen before a single byte of the request leaves this host.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def redact_url(url: str | httpx.URL) -> str:
+    """Return `url` without user info, query string or fragment."""
+    parsed = httpx.URL(str(url))
+    port = f":{parsed.port}" if parsed.port is not None else ""
+    if not parsed.scheme:
+        return parsed.path
+    return f"{parsed.scheme}://{parsed.host}{port}{parsed.path}"
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Return the wait in seconds a `Retry-After` header asks for, or None if unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = now or datetime.now(UTC)
+    return max(0.0, (when - current).total_seconds())
+
+
+class RateLimit:
+    """Cap one provider's request rate and the number of requests in flight, across threads."""
+
+    def __init__(
+        self,
+        rate_per_second: float,
+        concurrency: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate_per_second <= 0 or concurrency < 1:
+            raise ValueError("rate_per_second must be > 0 and concurrency >= 1")
+        self.rate_per_second = rate_per_second
+        self.concurrency = concurrency
+        self._interval = 1.0 / rate_per_second
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._lock = threading.Lock()
+        self._next_start = 0.0
+        self._clock = clock
+        self._sleep = sleep
+
+    def __enter__(self) -> RateLimit:
+        self._slots.acquire()
+        try:
+            with self._lock:
+                now = self._clock()
+                start = max(now, self._next_start)
+                self._next_start = start + self._interval
+            # Sleep outside the lock: the slot start is already reserved for this thread.
+            if start > now:
+                self._sleep(start - now)
+        except BaseException:
+            self._slots.release()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._slots.release()
+
+
+class HttpClient:
+    """Send requests through a handed-in `httpx.Client`, retrying what is safe to retry."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        max_attempts: int = 4,
+        base_delay: float = 0.5,
+        max_delay: float = 20.0,
+        max_inline_wait: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+        limits: Mapping[str, RateLimit] | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.client = client
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.max_inline_wait = max_inline_wait
+        self.sleep = sleep
+        self.rng = rng
+        self.limits: Mapping[str, RateLimit] = dict(limits or {})
+
+    def backoff(self, attempt: int) -> float:
+        """Return the full-jitter delay after failed attempt number `attempt` (from 1)."""
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+        return self.rng() * ceiling
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        provider: str,
+        operation: str,
+        idempotent: bool,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Mapping[str, Any] | None = None,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one logical request and return the first answer that is not retried."""
+        where = f"{method} {redact_url(url)}"
+        kw: dict[str, Any] = {"provider": provider, "operation": operation}
+        attempt = 0
+        while True:
+            attempt += 1
+            wait: float | None = None
+            status: int | None = None
+            try:
+                with self._limit(provider):
+                    response = self.client.request(
+                        method,
+                        url,
+                        headers=headers,
+                        params=params,
+                        json=json,
+                        data=data,
+                        auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
+                    )
+            except _NOT_SENT as exc:
+                reason = f"could not connect for {where} ({type(exc).__name__})"
+            except httpx.TransportError as exc:
+                reason = f"no answer to {where} ({type(exc).__name__})"
+                if not idempotent:
+                    # The create may have happened; repeating it could make a second one.
+                    raise RetryLaterError(
+                        f"{reason}; the request may have reached the server, "
+                        "so it is not repeated (the next run looks for what it created)",
+                        **kw,
+                    ) from None
+            else:
+                status = response.status_code
+                log.debug(
+                    "%s -> %s (%s %s, attempt %d)",
+                    where,
+                    status,
+                    provider,
+                    operation,
+                    attempt,
+                )
+                if status not in RETRY_STATUSES:
+                    return response
+                reason = f"{where} answered {status}"
+                if status != 429 and not idempotent:
+                    raise RetryLaterError(
+                        f"{reason}; the request may have been processed, so it is not repeated",
+                        status=status,
+                        **kw,
+                    )
+                wait = parse_retry_after(response.headers.get("retry-after"))
+                response.close()
+            if wait is None:
+                wait = self.backoff(attempt)
+            if wait > self.max_inline_wait:
+                raise RetryLaterError(
+                    f"{reason}; asked to wait {wait:.0f}s, longer than waiting inline allows",
+                    retry_after=wait,
+                    status=status,
+                    **kw,
+                )
+            if attempt >= self.max_attempts:
+                raise RetryLaterError(
+                    f"{reason}; gave up after {attempt} attempts",
+                    retry_after=wait,
+                    status=status,
+                    **kw,
+                )
+            log.debug("%s: retrying in %.2fs (%s %s)", where, wait, provider, operation)
+            self.sleep(wait)
+
+    @contextmanager
+    def _limit(self, provider: str) -> Iterator[None]:
+        limit = self.limits.get(provider)
+        if limit is None:
+            yield
+            return
+        with limit:
+            yield
