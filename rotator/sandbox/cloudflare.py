@@ -1,0 +1,403 @@
+"""Emulate Cloudflare Workers secrets and Pages projects under `/cloudflare/client/v4`.
+
+Workers: a secret put deploys a new version at once. Pages: a PATCH only changes the
+project's settings; values reach an environment when a deployment of it succeeds, and a
+deployment moves one stage per poll (queued, initialize, clone_repo, build, deploy), so a
+client must poll it as it would poll Cloudflare. Secret values are never returned.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rotator.sandbox.routing import Family, Reply, Request, Route, route
+
+if TYPE_CHECKING:
+    from rotator.sandbox.world import World
+
+STAGES = ("queued", "initialize", "clone_repo", "build", "deploy")
+CONFIGS = ("preview", "production")
+ENV_VAR_TYPES = ("plain_text", "secret_text")
+RATE_LIMIT_CODE = 971
+_CODES = {400: 10001, 401: 10000, 403: 10000, 404: 7003, 405: 10405, 429: RATE_LIMIT_CODE}
+
+
+def envelope(result: Any, **extra: Any) -> dict[str, Any]:
+    return {"success": True, "errors": [], "messages": [], "result": result, **extra}
+
+
+def cloudflare_error(status: int, message: str, code: int | None = None) -> Reply:
+    code = code or _CODES.get(status, 10002 if status >= 500 else 10001)
+    payload = {
+        "success": False,
+        "errors": [{"code": code, "message": message}],
+        "messages": [],
+        "result": None,
+    }
+    return Reply.json(status, payload)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class WorkersScript:
+    name: str
+    secrets: dict[str, tuple[str, str]] = field(default_factory=dict)
+    version: int = 1
+
+
+@dataclass
+class PagesDeployment:
+    """One build of a Pages environment, holding the variables it was built with."""
+
+    id: str
+    project: str
+    environment: str
+    env_vars: dict[str, dict[str, Any]]
+    created: datetime
+    trigger: dict[str, Any]
+    fails: bool = False
+    step: int = 0
+    stage_times: list[datetime] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= len(STAGES)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.finished and not self.fails
+
+    def advance(self, now: datetime) -> bool:
+        """Move one stage on; return True when that finished the deployment."""
+        if self.finished:
+            return False
+        self.step += 1
+        self.stage_times.append(now)
+        return self.finished
+
+    def _stage(self, index: int) -> dict[str, Any]:
+        started = self.created if index == 0 else None
+        if 0 < index <= len(self.stage_times):
+            started = self.stage_times[index - 1]
+        ended = self.stage_times[index] if index < len(self.stage_times) else None
+        if index < self.step:
+            status = "failure" if self.fails and index == len(STAGES) - 1 else "success"
+        elif index == self.step:
+            status = "active"
+        else:
+            status = "idle"
+        return {
+            "name": STAGES[index],
+            "status": status,
+            "started_on": _stamp(started) if started and status != "idle" else None,
+            "ended_on": _stamp(ended) if ended else None,
+        }
+
+    def view(self) -> dict[str, Any]:
+        stages = [self._stage(i) for i in range(len(STAGES))]
+        short_id = self.id[:8]
+        modified = self.stage_times[-1] if self.stage_times else self.created
+        return {
+            "id": self.id,
+            "short_id": short_id,
+            "project_id": self.project,
+            "project_name": self.project,
+            "environment": self.environment,
+            "url": f"https://{short_id}.{self.project}.pages.dev",
+            "aliases": None,
+            "created_on": _stamp(self.created),
+            "modified_on": _stamp(modified),
+            "is_skipped": False,
+            "deployment_trigger": self.trigger,
+            "env_vars": _masked(self.env_vars),
+            "latest_stage": stages[min(self.step, len(STAGES) - 1)],
+            "stages": stages,
+        }
+
+
+def _masked(env_vars: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Hide secret_text values, as Cloudflare does in every answer."""
+    shown: dict[str, Any] = {}
+    for name, var in env_vars.items():
+        if var.get("type") == "secret_text":
+            shown[name] = {"type": "secret_text", "value": ""}
+        else:
+            shown[name] = dict(var)
+    return shown
+
+
+@dataclass
+class PagesProject:
+    name: str
+    created: datetime
+    production_branch: str = "main"
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    deployment_configs: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {config: {"env_vars": {}} for config in CONFIGS}
+    )
+    deployments: list[PagesDeployment] = field(default_factory=list)
+
+    def deploy(
+        self, environment: str, now: datetime, trigger: dict[str, Any], *, fails: bool = False
+    ) -> PagesDeployment:
+        env_vars = copy.deepcopy(self.deployment_configs[environment].get("env_vars") or {})
+        deployment = PagesDeployment(
+            str(uuid.uuid4()), self.name, environment, env_vars, now, trigger, fails
+        )
+        self.deployments.append(deployment)
+        return deployment
+
+    def live_deployment(self, environment: str) -> PagesDeployment | None:
+        """Return the latest successful deployment: the one serving that environment."""
+        done = [d for d in self.deployments if d.environment == environment and d.succeeded]
+        return done[-1] if done else None
+
+    def view(self) -> dict[str, Any]:
+        configs = {
+            name: {**config, "env_vars": _masked(config.get("env_vars") or {})}
+            for name, config in self.deployment_configs.items()
+        }
+        latest = self.deployments[-1].view() if self.deployments else None
+        canonical = self.live_deployment("production")
+        return {
+            "id": self.id,
+            "name": self.name,
+            "subdomain": f"{self.name}.pages.dev",
+            "domains": [f"{self.name}.pages.dev"],
+            "production_branch": self.production_branch,
+            "created_on": _stamp(self.created),
+            "deployment_configs": configs,
+            "latest_deployment": latest,
+            "canonical_deployment": canonical.view() if canonical else None,
+            "source": {"type": "github", "config": {"repo_name": self.name}},
+        }
+
+
+@dataclass
+class CloudflareAccount:
+    account_id: str
+    api_token: str = field(default_factory=lambda: secrets.token_urlsafe(30))
+    scripts: dict[str, WorkersScript] = field(default_factory=dict)
+    projects: dict[str, PagesProject] = field(default_factory=dict)
+
+
+def _authorise(world: World, request: Request) -> Reply | None:
+    token = request.bearer()
+    account = world.cloudflare
+    if token is None or not secrets.compare_digest(token, account.api_token):
+        return cloudflare_error(403, "Authentication error", 10000)
+    if request.params.get("account") != account.account_id:
+        # Cloudflare does not tell a token apart from an account it cannot reach.
+        return cloudflare_error(403, "Authentication error", 10000)
+    return None
+
+
+def _script(world: World, request: Request) -> WorkersScript | Reply:
+    refused = _authorise(world, request)
+    if refused is not None:
+        return refused
+    script = world.cloudflare.scripts.get(request.params["script"])
+    if script is None:
+        return cloudflare_error(404, "workers.api.error.script_not_found", 10007)
+    return script
+
+
+def _put_secret(world: World, request: Request) -> Reply:
+    script = _script(world, request)
+    if isinstance(script, Reply):
+        return script
+    body = request.json_object()
+    name, text, kind = body.get("name"), body.get("text"), body.get("type")
+    if not isinstance(name, str) or not name:
+        return cloudflare_error(400, "A secret needs a name.", 10021)
+    if kind != "secret_text":
+        return cloudflare_error(400, "The sandbox stores only secret_text secrets.", 10021)
+    if not isinstance(text, str):
+        return cloudflare_error(400, "A secret_text secret needs a text value.", 10021)
+    script.secrets[name] = (kind, text)
+    script.version += 1
+    world.mark_changed()
+    return Reply.json(200, envelope({"name": name, "type": kind}))
+
+
+def _list_secrets(world: World, request: Request) -> Reply:
+    script = _script(world, request)
+    if isinstance(script, Reply):
+        return script
+    listed = [{"name": name, "type": kind} for name, (kind, _) in sorted(script.secrets.items())]
+    return Reply.json(200, envelope(listed))
+
+
+def _get_secret(world: World, request: Request) -> Reply:
+    script = _script(world, request)
+    if isinstance(script, Reply):
+        return script
+    found = script.secrets.get(request.params["name"])
+    if found is None:
+        return cloudflare_error(404, "workers.api.error.secret_not_found", 10056)
+    return Reply.json(200, envelope({"name": request.params["name"], "type": found[0]}))
+
+
+def _delete_secret(world: World, request: Request) -> Reply:
+    script = _script(world, request)
+    if isinstance(script, Reply):
+        return script
+    if script.secrets.pop(request.params["name"], None) is None:
+        return cloudflare_error(404, "workers.api.error.secret_not_found", 10056)
+    script.version += 1
+    world.mark_changed()
+    return Reply.json(200, envelope(None))
+
+
+def _project(world: World, request: Request) -> PagesProject | Reply:
+    refused = _authorise(world, request)
+    if refused is not None:
+        return refused
+    project = world.cloudflare.projects.get(request.params["project"])
+    if project is None:
+        return cloudflare_error(
+            404,
+            "Project not found. The specified project name does not match any of your "
+            "existing projects.",
+            8000007,
+        )
+    return project
+
+
+def _get_project(world: World, request: Request) -> Reply:
+    project = _project(world, request)
+    if isinstance(project, Reply):
+        return project
+    return Reply.json(200, envelope(project.view()))
+
+
+def _merge_env_vars(current: dict[str, Any], changes: dict[str, Any]) -> str | None:
+    """Apply a PATCH's env_vars per key (`null` deletes); return a problem, or None."""
+    for name, var in changes.items():
+        if var is None:
+            continue
+        if not isinstance(var, dict) or var.get("type", "plain_text") not in ENV_VAR_TYPES:
+            return f"env var {name!r} needs a type of plain_text or secret_text"
+        if not isinstance(var.get("value"), str):
+            return f"env var {name!r} needs a string value"
+    for name, var in changes.items():
+        if var is None:
+            current.pop(name, None)
+        else:
+            current[name] = {"type": var.get("type", "plain_text"), "value": var["value"]}
+    return None
+
+
+def _patch_project(world: World, request: Request) -> Reply:
+    project = _project(world, request)
+    if isinstance(project, Reply):
+        return project
+    configs = request.json_object().get("deployment_configs") or {}
+    if not isinstance(configs, dict) or not set(configs) <= set(CONFIGS):
+        return cloudflare_error(400, "deployment_configs has only preview and production", 8000000)
+    for config_name, changes in configs.items():
+        if not isinstance(changes, dict):
+            return cloudflare_error(400, f"deployment_configs.{config_name} must be an object")
+        config = project.deployment_configs[config_name]
+        env_changes = changes.get("env_vars")
+        if env_changes is not None:
+            if not isinstance(env_changes, dict):
+                return cloudflare_error(400, "env_vars must be an object", 8000000)
+            problem = _merge_env_vars(config.setdefault("env_vars", {}), env_changes)
+            if problem:
+                return cloudflare_error(400, problem, 8000000)
+        config.update({k: v for k, v in changes.items() if k != "env_vars"})
+    world.mark_changed()
+    return Reply.json(200, envelope(project.view()))
+
+
+def _list_deployments(world: World, request: Request) -> Reply:
+    project = _project(world, request)
+    if isinstance(project, Reply):
+        return project
+    wanted = request.query.get("env")
+    if wanted is not None and wanted not in CONFIGS:
+        return cloudflare_error(400, "env is production or preview", 8000000)
+    chosen = [d for d in reversed(project.deployments) if wanted in (None, d.environment)]
+    page_text, size_text = request.query.get("page", "1"), request.query.get("per_page", "25")
+    if not page_text.isdigit() or not size_text.isdigit() or int(page_text) < 1:
+        return cloudflare_error(400, "page and per_page must be positive numbers", 8000000)
+    page, size = int(page_text), max(1, min(int(size_text), 100))
+    shown = chosen[(page - 1) * size : page * size]
+    info = {
+        "page": page,
+        "per_page": size,
+        "count": len(shown),
+        "total_count": len(chosen),
+        "total_pages": max(1, -(-len(chosen) // size)),
+    }
+    return Reply.json(200, envelope([d.view() for d in shown], result_info=info))
+
+
+def _deployment(world: World, request: Request) -> PagesDeployment | Reply:
+    project = _project(world, request)
+    if isinstance(project, Reply):
+        return project
+    found = next((d for d in project.deployments if d.id == request.params["deployment"]), None)
+    if found is None:
+        return cloudflare_error(404, "Deployment not found.", 8000009)
+    return found
+
+
+def _get_deployment(world: World, request: Request) -> Reply:
+    deployment = _deployment(world, request)
+    if isinstance(deployment, Reply):
+        return deployment
+    if deployment.advance(world.now()):
+        world.mark_changed()
+    return Reply.json(200, envelope(deployment.view()))
+
+
+def _retry_deployment(world: World, request: Request) -> Reply:
+    original = _deployment(world, request)
+    if isinstance(original, Reply):
+        return original
+    request.json_object()
+    project = world.cloudflare.projects[original.project]
+    fresh = project.deploy(
+        original.environment,
+        world.now(),
+        copy.deepcopy(original.trigger),
+        fails=world.profile.pages_deploy_fails,
+    )
+    world.mark_changed()
+    return Reply.json(200, envelope(fresh.view()))
+
+
+FAMILY = Family(
+    "cloudflare",
+    "/cloudflare/client/v4",
+    cloudflare_error,
+    extra_headers={
+        "ratelimit": '"default";r=1199;t=300',
+        "ratelimit-policy": '"default";q=1200;w=300',
+    },
+)
+
+_ACCOUNT = "/cloudflare/client/v4/accounts/{account}"
+_SCRIPT = _ACCOUNT + "/workers/scripts/{script}/secrets"
+_PROJECT = _ACCOUNT + "/pages/projects/{project}"
+ROUTES: list[Route] = [
+    route("PUT", _SCRIPT, _put_secret),
+    route("GET", _SCRIPT, _list_secrets),
+    route("GET", _SCRIPT + "/{name}", _get_secret),
+    route("DELETE", _SCRIPT + "/{name}", _delete_secret),
+    route("GET", _PROJECT, _get_project),
+    route("PATCH", _PROJECT, _patch_project),
+    route("GET", _PROJECT + "/deployments", _list_deployments),
+    route("GET", _PROJECT + "/deployments/{deployment}", _get_deployment),
+    route("POST", _PROJECT + "/deployments/{deployment}/retry", _retry_deployment),
+]
