@@ -27,12 +27,6 @@ import httpx
 
 from rotator.errors import RetryLaterError
 
-# httpx logs every request at INFO with its full URL, query string included.
-for _name in ("httpx", "httpcore"):
-    _quiet = logging.getLogger(_name)
-    if _quiet.level < logging.WARNING:
-        _quiet.setLevel(logging.WARNING)
-
 log = logging.getLogger("rotator.http")
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -48,6 +42,27 @@ def redact_url(url: str | httpx.URL) -> str:
     if not parsed.scheme:
         return parsed.path
     return f"{parsed.scheme}://{parsed.host}{port}{parsed.path}"
+
+
+class _RedactUrls(logging.Filter):
+    """Strip query strings from the URLs httpx passes as log arguments."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_url(a) if isinstance(a, httpx.URL) else a for a in record.args
+            )
+        return True
+
+
+# httpx logs every request at INFO with its full URL, query string included: quiet it,
+# and redact the URL too in case someone turns it back on.
+for _name in ("httpx", "httpcore"):
+    _quiet = logging.getLogger(_name)
+    if _quiet.level < logging.WARNING:
+        _quiet.setLevel(logging.WARNING)
+    if not any(isinstance(f, _RedactUrls) for f in _quiet.filters):
+        _quiet.addFilter(_RedactUrls())
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
