@@ -1,0 +1,564 @@
+"""The `rotate` command: parse, call one library function, render. No rotation logic here.
+
+Imports stay inside the commands so `rotate --help` loads neither SQLAlchemy, httpx nor
+cryptography (a test checks `sys.modules`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from rotator import __version__
+from rotator.errors import BadInputError, RotatorError
+
+if TYPE_CHECKING:
+    from rotator.commands import PlanLine
+    from rotator.engine import Engine, Outcome
+    from rotator.runtime import Runtime
+    from rotator.secret import Secret
+
+EXIT_INTERNAL = 70
+"""An unexpected error (a bug): one line on stderr, the traceback in a 0600 file."""
+
+app = typer.Typer(
+    name="rotate",
+    help="Rotate Band of Bakers' third-party credentials: quarterly, month by month, "
+    "staging first; at once when one leaks; with a tamper-evident audit trail.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage the tool's own keys.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Read, export and verify the audit trail (changes nothing).", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+
+InventoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--inventory",
+        "-i",
+        help="Inventory TOML file [default: $ROTATOR_INVENTORY, else <state dir>/inventory.toml].",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+EnvOpt = Annotated[
+    str | None,
+    typer.Option("--env", "-e", help="Environment, for a secret with one value per environment."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rotate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Rotate third-party credentials on a schedule and in emergencies."""
+
+
+# ------------------------------------------------------------------------- plumbing
+def _echo_err(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def _progress(line: str) -> None:
+    if sys.stderr.isatty() or os.environ.get("ROTATOR_PROGRESS") == "1":
+        _echo_err(f"  … {line}")
+
+
+def _runtime(inventory: str | None, *, progress: bool = True) -> Runtime:
+    from rotator import inventory as inv
+    from rotator.paths import inventory_path
+    from rotator.runtime import Runtime
+
+    return Runtime(
+        inventory=inv.load(inventory_path(inventory)),
+        progress=_progress if progress else (lambda _l: None),
+    )
+
+
+def _engine(inventory: str | None) -> Engine:
+    from rotator.engine import Engine
+
+    return Engine(_runtime(inventory))
+
+
+def _json(data: Any) -> None:
+    from rotator.secret import MaskingJSONEncoder
+
+    typer.echo(json.dumps(data, indent=2, cls=MaskingJSONEncoder, default=str))
+
+
+def _read_value(prompt: str) -> Secret:
+    """Read a value from a hidden prompt, or stdin when piped; never from argv."""
+    from rotator.secret import read_secret_input
+
+    if sys.stdin.isatty():
+        import getpass
+
+        return read_secret_input(getpass.getpass(f"{prompt} (input hidden): "))
+    return read_secret_input(sys.stdin.read())
+
+
+def _outcomes(outcomes: list[Outcome], as_json: bool) -> int:
+    if as_json:
+        _json([o.__dict__ for o in outcomes])
+    else:
+        for o in outcomes:
+            steps = ", ".join(o.steps) if o.steps else "-"
+            until = f" until {o.until.isoformat()}" if o.until else ""
+            typer.echo(f"{o.unit:<50} {o.status:<8} {steps:<28} {o.message}{until}")
+        counts: dict[str, int] = {}
+        for o in outcomes:
+            counts[o.status] = counts.get(o.status, 0) + 1
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing due"
+        typer.echo(f"summary: {summary}")
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+# ------------------------------------------------------------------------- setup
+@app.command()
+def init() -> None:
+    """Write a new master key, audit signing key and fingerprint key (0600); never overwrite."""
+    from rotator.keys import init_keys
+
+    for path in init_keys():
+        typer.echo(f"wrote {path}")
+    typer.echo("Back up the master key somewhere safe: without it no stored value can be read.")
+
+
+@app.command()
+def check(
+    inventory: InventoryOpt = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Only validate the file; do not look for credentials.")
+    ] = False,
+) -> None:
+    """Validate the inventory and (unless --offline) that every credential the tool needs exists."""
+    rt = _runtime(inventory)
+    inv = rt.inventory
+    typer.echo(
+        f"inventory {inv.path}: {len(inv.environments)} environment(s), "
+        f"{len(inv.secrets)} secret(s): valid"
+    )
+    if offline:
+        return
+    from rotator.keys import load_audit_key, load_fingerprint_key, load_master_key
+
+    problems = rt.credentials.missing()
+    for loader in (load_master_key, load_fingerprint_key, load_audit_key):
+        try:
+            loader()
+        except RotatorError as exc:
+            problems.append(str(exc))
+    if problems:
+        for p in problems:
+            _echo_err(f"  - {p}")
+        raise BadInputError(f"{len(problems)} credential(s) or key(s) missing")
+    typer.echo("credentials and keys: present")
+
+
+@app.command("import")
+def import_(
+    secret: Annotated[str, typer.Argument(help="Secret name from the inventory.")],
+    env: EnvOpt = None,
+    ref: Annotated[
+        str | None, typer.Option("--ref", help="The provider's id of this credential (not the value).")
+    ] = None,
+    inventory: InventoryOpt = None,
+) -> None:
+    """Record the value in use today as current (read from a hidden prompt or stdin)."""
+    from rotator.commands import import_value
+
+    engine = _engine(inventory)
+    unit = engine.unit(secret, env)
+    value = _read_value(f"current value of {unit.label}")
+    vid = import_value(engine, unit, value, ref)
+    typer.echo(f"{unit.label}: recorded as current (version {vid})")
+
+
+@app.command()
+def status(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
+    """Show every secret: provider, scope, age of its value, rotation in flight, next step."""
+    from rotator.commands import status as status_rows
+
+    rows = status_rows(_engine(inventory))
+    if as_json:
+        _json(rows)
+        return
+    typer.echo(f"{'SECRET':<46} {'PROVIDER':<13} {'SCOPE':<11} {'AGE':>7}  ROTATION")
+    for row in rows:
+        age = f"{row['age_days']:.0f}d" if row["age_days"] is not None else "none"
+        flight = "; ".join(
+            f"{r['kind']} {r['cycle'] or ''} {r['state']}" + (" NEEDS A PERSON" if r["needs_person"] else "")
+            for r in row["rotations"]
+        ) or "-"
+        typer.echo(f"{row['secret']:<46} {row['provider']:<13} {row['scope']:<11} {age:>7}  {flight}")
+
+
+# ------------------------------------------------------------------------- sequences
+@app.command()
+def run(
+    inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would run now (same as `rotate plan`).")
+    ] = False,
+) -> None:
+    """Do every step due now (the cron entry); exits 1 if any secret failed."""
+    if dry_run:
+        plan(inventory=inventory, at=None, as_json=as_json)
+        return
+    engine = _engine(inventory)
+    code = _outcomes(engine.run(), as_json)
+    raise typer.Exit(code)
+
+
+@app.command()
+def plan(
+    inventory: InventoryOpt = None,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="Local time in the inventory's zone, e.g. 2027-03-10T02:30."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Say what `rotate run` would do at a time, changing nothing."""
+    from rotator.commands import plan as plan_lines
+
+    engine = _engine(inventory)
+    when = _parse_at(at, engine) if at else engine.rt.clock()
+    lines = plan_lines(engine, when)
+    if as_json:
+        _json([line.__dict__ for line in lines])
+        return
+    typer.echo(f"plan at {when.astimezone(engine.rt.inventory.tz).isoformat()}")
+    for line in lines:
+        _plan_line(line, engine)
+
+
+def _plan_line(line: PlanLine, engine: Engine) -> None:
+    until = ""
+    if line.until:
+        until = f" (until {line.until.astimezone(engine.rt.inventory.tz):%Y-%m-%d %H:%M %Z})"
+    typer.echo(f"{line.unit:<46} {line.state:<16} {line.action:<9} {line.reason}{until}")
+
+
+def _parse_at(text: str, engine: Engine) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInputError(
+            f"--at {text!r} is not a date-time; expected e.g. 2027-03-10T02:30"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=engine.rt.inventory.tz)
+    return value
+
+
+@app.command()
+def emergency(
+    secret: Annotated[str, typer.Argument(help="The compromised secret.")],
+    reason: Annotated[str, typer.Option("--reason", help="What leaked and how (recorded).")],
+    env: EnvOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rotate a compromised secret now: generate, stage, promote, revoke, notify."""
+    from rotator.commands import drive, start_emergency
+
+    engine = _engine(inventory)
+    unit = engine.unit(secret, env)
+    if not yes and sys.stdin.isatty():
+        typer.confirm(
+            f"Rotate {unit.label} now and revoke every current credential of it?", abort=True
+        )
+    engine.rt.progress = lambda line: _echo_err(f"  … {line}")
+    rotation = start_emergency(engine, unit, reason)
+    _echo_err(f"emergency {rotation} for {unit.label}: assessed")
+    outcome = drive(engine, rotation)
+    engine.checkpoint()
+    code = _outcomes([outcome], as_json)
+    if outcome.status == "person":
+        _show_instruction(engine, unit)
+    raise typer.Exit(code)
+
+
+def _show_instruction(engine: Engine, unit: Any) -> None:
+    from rotator.commands import status as status_rows
+
+    for row in status_rows(engine):
+        if row["secret"] == unit.spec.name and row["scope"] == unit.scope_env:
+            for r in row["rotations"]:
+                if r.get("instruction"):
+                    typer.echo("\nA person is needed:\n" + r["instruction"])
+
+
+@app.command()
+def supply(
+    secret: Annotated[str, typer.Argument(help="Secret awaiting a new value.")],
+    env: EnvOpt = None,
+    inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hand over a new value created by a person (hidden prompt or stdin, never argv)."""
+    from rotator.commands import supply as supply_value
+
+    engine = _engine(inventory)
+    unit = engine.unit(secret, env)
+    value = _read_value(f"new value of {unit.label}")
+    raise typer.Exit(_outcomes([supply_value(engine, unit, value)], as_json))
+
+
+@app.command()
+def confirm(
+    secret: Annotated[str, typer.Argument(help="Secret whose manual step is done.")],
+    step: Annotated[str, typer.Option("--step", help="The manual step done: revoke.")],
+    env: EnvOpt = None,
+    inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Say a manual step is done; the tool verifies it (the old credential is refused)."""
+    from rotator.commands import confirm as confirm_step
+
+    engine = _engine(inventory)
+    raise typer.Exit(_outcomes([confirm_step(engine, engine.unit(secret, env), step)], as_json))
+
+
+@app.command()
+def approve(
+    secret: Annotated[str, typer.Argument(help="Secret whose promotion is approved.")],
+    env: EnvOpt = None,
+    note: Annotated[str, typer.Option("--note", help="Why it is approved.")] = "",
+    inventory: InventoryOpt = None,
+) -> None:
+    """Record the stakeholder approval that promotion to production needs."""
+    from rotator.commands import approve as approve_rotation
+
+    engine = _engine(inventory)
+    rid = approve_rotation(engine, engine.unit(secret, env), note)
+    typer.echo(f"approved rotation {rid}")
+
+
+@app.command()
+def review(
+    secret: Annotated[str, typer.Argument(help="Secret whose cycle is reviewed.")],
+    note: Annotated[str, typer.Option("--note", help="What the security review checked.")],
+    env: EnvOpt = None,
+    inventory: InventoryOpt = None,
+) -> None:
+    """Record the security review that completes a quarterly cycle."""
+    from rotator.commands import review as review_rotation
+
+    engine = _engine(inventory)
+    rid = review_rotation(engine, engine.unit(secret, env), note)
+    typer.echo(f"reviewed; rotation {rid} completed")
+
+
+@app.command()
+def rollback(
+    secret: Annotated[str, typer.Argument(help="Secret to roll back.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+    env: EnvOpt = None,
+    inventory: InventoryOpt = None,
+) -> None:
+    """Before revoke: put the previous value back everywhere and revoke the new one."""
+    from rotator.commands import rollback as do_rollback
+
+    engine = _engine(inventory)
+    outcome = do_rollback(engine, engine.unit(secret, env), reason)
+    typer.echo(f"{outcome.unit}: rolled back")
+
+
+@app.command()
+def abort(
+    secret: Annotated[str, typer.Argument(help="Secret whose rotation is abandoned.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+    env: EnvOpt = None,
+    inventory: InventoryOpt = None,
+) -> None:
+    """Before promote: put staging back and revoke the pending credential."""
+    from rotator.commands import rollback as do_rollback
+
+    engine = _engine(inventory)
+    outcome = do_rollback(engine, engine.unit(secret, env), reason, abort=True)
+    typer.echo(f"{outcome.unit}: aborted")
+
+
+@app.command()
+def resume(
+    secret: Annotated[str, typer.Argument(help="Secret whose rotation failed.")],
+    env: EnvOpt = None,
+    inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Retry a rotation that failed after its retry budget, once the cause is fixed."""
+    from rotator.commands import resume as resume_rotation
+
+    engine = _engine(inventory)
+    raise typer.Exit(_outcomes([resume_rotation(engine, engine.unit(secret, env))], as_json))
+
+
+@app.command()
+def show(
+    secret: Annotated[str, typer.Argument(help="Secret to show.")],
+    env: EnvOpt = None,
+    inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a secret's rotations, versions and steps with dates and actors."""
+    from rotator.commands import show as show_unit
+
+    engine = _engine(inventory)
+    data = show_unit(engine, engine.unit(secret, env))
+    if as_json:
+        _json(data)
+        return
+    typer.echo(f"{data['secret']} ({data['scope']})")
+    typer.echo("versions:")
+    for v in data["versions"]:
+        typer.echo(
+            f"  {v['id']}  {v['state']:<9} created {v['created_at']}  "
+            f"promoted {v['promoted_at'] or '-'}  revoked {v['revoked_at'] or '-'}"
+        )
+    typer.echo("rotations:")
+    for r in data["rotations"]:
+        typer.echo(f"  {r['id']}  {r['kind']} {r['cycle'] or ''} {r['state']}  by {r['actor']}")
+        for st in r["steps"]:
+            typer.echo(f"      {st['started_at']}  {st['step']:<9} {st['status']:<16} {st['actor']}")
+        for a in r["approvals"]:
+            typer.echo(f"      {a['at']}  {a['kind']:<9} {a['actor']}: {a['note']}")
+
+
+@app.command()
+def calendar(
+    year: Annotated[int | None, typer.Option("--year", help="Year to show [default: this year].")] = None,
+    inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print a year: each cycle, its month gates and the production windows in month 3."""
+    from schedules import parse_window, render_year, year_as_dict
+
+    from rotator import clock
+    from rotator import inventory as inv_mod
+    from rotator.paths import inventory_path
+
+    inv = inv_mod.load(inventory_path(inventory))
+    window = parse_window(
+        list(inv.window.days), inv.window.start.strftime("%H:%M"),
+        inv.window.end.strftime("%H:%M"), inv.time_zone,
+    )  # fmt: skip
+    y = year or clock.now().astimezone(inv.tz).year
+    if as_json:
+        _json(year_as_dict(y, inv.quarter_start_months, inv.tz, window))
+    else:
+        typer.echo(render_year(y, inv.quarter_start_months, inv.tz, window))
+
+
+@app.command()
+def providers(as_json: JsonOpt = False) -> None:
+    """List the installed provider plugins and what each can do without a person."""
+    from providers.registry import describe, load_providers
+
+    rows = [describe(cls) for cls in load_providers().values()]
+    if as_json:
+        _json(rows)
+        return
+    for row in rows:
+        typer.echo("  ".join(f"{k}={v}" for k, v in row.items()))
+
+
+# ------------------------------------------------------------------------- db and keys
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema up to date (take a backup first)."""
+    from rotator.store.db import SCHEMA_REVISION, create, database_url, redacted, upgrade
+
+    url = database_url()
+    upgrade(create(url))
+    typer.echo(f"{redacted(url)}: schema at {SCHEMA_REVISION}")
+
+
+@keys_app.command("rewrap")
+def keys_rewrap(
+    old_key_file: Annotated[
+        Path, typer.Option("--old-key-file", help="The master key the values are encrypted under now.")
+    ],
+) -> None:
+    """Re-encrypt every stored value under the current master key, in one transaction."""
+    from rotator.keys import load_master_key
+    from rotator.rewrap import rewrap
+    from rotator.store.db import open_store
+
+    count = rewrap(open_store(), load_master_key(old_key_file), load_master_key())
+    typer.echo(f"re-encrypted {count} stored value(s) under the current master key")
+
+
+# ------------------------------------------------------------------------- entry point
+def main() -> NoReturn:
+    """Run the CLI; turn errors into one clear line and a documented exit code."""
+    try:
+        app(standalone_mode=False)
+    except RotatorError as exc:
+        _echo_err(f"error: {exc}")
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        _echo_err("aborted")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        _echo_err("interrupted; run the same command again to resume")
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        where = _write_traceback(exc)
+        _echo_err(f"internal error: {type(exc).__name__}; the traceback (no values) is in {where}")
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(0)
+
+
+def _write_traceback(exc: BaseException) -> str:
+    """Write the traceback without locals, 0600; messages are type names only."""
+    import traceback
+
+    from rotator.paths import state_dir
+
+    path = state_dir() / "last-error.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # Frames only, never exception messages: a library's message may quote a value.
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{type(exc).__name__}\n{frames}")
+    except OSError:
+        return "(could not be written)"
+    return str(path)

@@ -1,0 +1,185 @@
+"""Query and change the stored rotations and credential versions; no decisions here."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from rotator.errors import ClaimedElsewhereError
+from rotator.keys import MasterKey
+from rotator.secret import Secret
+from rotator.store.models import CredentialVersion, Rotation, SecretRecord
+from rotator.vault import associated_data, decrypt, encrypt
+
+PENDING, CURRENT, PREVIOUS, REVOKED = "pending", "current", "previous", "revoked"
+LIVE = (PENDING, CURRENT, PREVIOUS)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def ensure_secret(session: Session, name: str, scope_env: str, provider: str) -> SecretRecord:
+    found = session.exec(
+        select(SecretRecord).where(SecretRecord.name == name, SecretRecord.scope_env == scope_env)
+    ).first()
+    if found is not None:
+        return found
+    record = SecretRecord(name=name, scope_env=scope_env, provider=provider)
+    session.add(record)
+    session.flush()
+    return record
+
+
+def find_secret(session: Session, name: str, scope_env: str) -> SecretRecord | None:
+    return session.exec(
+        select(SecretRecord).where(SecretRecord.name == name, SecretRecord.scope_env == scope_env)
+    ).first()
+
+
+def versions(session: Session, secret_id: int, *states: str) -> list[CredentialVersion]:
+    query = select(CredentialVersion).where(CredentialVersion.secret_id == secret_id)
+    if states:
+        query = query.where(col(CredentialVersion.state).in_(states))
+    return list(session.exec(query.order_by(col(CredentialVersion.created_at))))
+
+
+def version_in(session: Session, secret_id: int, state: str) -> CredentialVersion | None:
+    found = versions(session, secret_id, state)
+    return found[-1] if found else None
+
+
+def live_count(session: Session, secret_id: int) -> int:
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(CredentialVersion)
+            .where(
+                CredentialVersion.secret_id == secret_id,
+                col(CredentialVersion.state).in_(LIVE),
+            )
+        ).one()
+    )
+
+
+def add_version(
+    session: Session,
+    key: MasterKey,
+    record: SecretRecord,
+    value: Secret,
+    *,
+    state: str,
+    ref: str | None,
+    fingerprint: str,
+    rotation_id: str | None,
+    notes: dict[str, str] | None = None,
+    at: datetime,
+) -> CredentialVersion:
+    vid = new_id()
+    version = CredentialVersion(
+        id=vid,
+        secret_id=record.id or 0,
+        state=state,
+        provider_ref=ref,
+        fingerprint=fingerprint,
+        ciphertext=encrypt(key, value, associated_data(record.name, record.scope_env, vid)),
+        key_id=key.key_id,
+        rotation_id=rotation_id,
+        notes=json.dumps(notes or {}, sort_keys=True),
+        created_at=at,
+    )
+    session.add(version)
+    session.flush()
+    return version
+
+
+def reveal(key: MasterKey, record: SecretRecord, version: CredentialVersion) -> Secret:
+    """Decrypt one stored value; the caller audits who asked and why."""
+    if version.ciphertext is None or version.key_id is None:
+        raise ValueError(f"the value of version {version.id} was destroyed")
+    return decrypt(
+        key,
+        version.ciphertext,
+        associated_data(record.name, record.scope_env, version.id),
+        stored_key_id=version.key_id,
+        what=f"the stored value of {record.name} ({record.scope_env}, version {version.id})",
+    )
+
+
+def active_rotations(session: Session, secret_id: int) -> list[Rotation]:
+    return list(
+        session.exec(
+            select(Rotation)
+            .where(Rotation.secret_id == secret_id, col(Rotation.active).is_(True))
+            .order_by(col(Rotation.created_at))
+        )
+    )
+
+
+def facts_of(rotation: Rotation) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(rotation.facts or "{}")
+    return loaded
+
+
+def set_facts(rotation: Rotation, **changes: Any) -> None:
+    facts = facts_of(rotation)
+    facts.update(changes)
+    rotation.facts = json.dumps(facts, sort_keys=True, default=str)
+
+
+def claim(
+    session: Session, rotation_id: str, runner: str, now: datetime, until: datetime
+) -> Rotation:
+    """Take the lease on a rotation and bump its fence; refuse one another runner holds."""
+    query = select(Rotation).where(Rotation.id == rotation_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rotation = session.exec(query).first()
+    if rotation is None:
+        raise ClaimedElsewhereError(
+            f"rotation {rotation_id} is being changed by another runner right now; "
+            "it will be picked up by the next run"
+        )
+    from rotator.clock import as_utc
+
+    if (
+        rotation.claimed_by not in (None, runner)
+        and rotation.claimed_until is not None
+        and as_utc(rotation.claimed_until) > now
+    ):
+        raise ClaimedElsewhereError(
+            f"rotation {rotation_id} is claimed by runner {rotation.claimed_by} until "
+            f"{as_utc(rotation.claimed_until).isoformat()}; leaving it to that runner"
+        )
+    rotation.claimed_by = runner
+    rotation.claimed_until = until
+    rotation.fence += 1
+    session.add(rotation)
+    session.flush()
+    return rotation
+
+
+def fenced(session: Session, rotation_id: str, fence: int) -> Rotation:
+    """Load a rotation for writing, refusing if another runner claimed it since."""
+    rotation = session.get(Rotation, rotation_id)
+    if rotation is None or rotation.fence != fence:
+        raise ClaimedElsewhereError(
+            f"rotation {rotation_id} was claimed by another runner while this one worked; "
+            "this runner's result is discarded and the other runner's stands"
+        )
+    return rotation
+
+
+def due_rotations(session: Session, now: datetime) -> Sequence[Rotation]:
+    return session.exec(
+        select(Rotation)
+        .where(col(Rotation.active).is_(True))
+        .where((col(Rotation.next_check_at).is_(None)) | (col(Rotation.next_check_at) <= now))
+        .order_by(col(Rotation.created_at))
+    ).all()

@@ -1,0 +1,173 @@
+"""Assemble what a command needs: inventory, store, keys, HTTP, plugins, actor and clock.
+
+Everything is built lazily, so a command pays only for what it touches (`rotate status`
+never loads httpx; `rotate check --offline` never opens the database).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rotator import clock
+from rotator.inventory import Inventory, SecretSpec
+
+if TYPE_CHECKING:
+    import httpx
+
+    from providers.base import Provider, ProviderContext
+    from providers.http import HttpClient
+    from rotator.credentials import InventoryCredentials
+    from rotator.keys import MasterKey
+    from rotator.secret import Secret
+    from rotator.store.db import Store
+    from rotator.targets.base import Target
+
+
+def default_actor() -> str:
+    """Return `ROTATOR_ACTOR`, else `user@host`."""
+    actor = os.environ.get("ROTATOR_ACTOR")
+    if actor:
+        return actor
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass
+class Runtime:
+    inventory: Inventory
+    store_url: str | None = None
+    actor: str = field(default_factory=default_actor)
+    host: str = field(default_factory=socket.gethostname)
+    runner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    clock: Callable[[], datetime] = clock.now
+    sleep: Callable[[float], None] = time.sleep
+    progress: Callable[[str], None] = lambda _line: None
+    transport: httpx.BaseTransport | None = None
+    http_options: Mapping[str, Any] = field(default_factory=dict)
+    _store: Store | None = None
+    _master: MasterKey | None = None
+    _fingerprint: bytes | None = None
+    _http: HttpClient | None = None
+    _client: httpx.Client | None = None
+    _providers: dict[str, Provider] = field(default_factory=dict)
+    _credentials: InventoryCredentials | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            from rotator.store.db import open_store
+
+            self._store = open_store(self.store_url)
+        return self._store
+
+    @property
+    def master_key(self) -> MasterKey:
+        if self._master is None:
+            from rotator.keys import load_master_key
+
+            self._master = load_master_key()
+        return self._master
+
+    @property
+    def fingerprint_key(self) -> bytes:
+        if self._fingerprint is None:
+            from rotator.keys import load_fingerprint_key
+
+            self._fingerprint = load_fingerprint_key()
+        return self._fingerprint
+
+    def fingerprint(self, value: Secret) -> str:
+        from audit.fingerprint import fingerprint
+
+        return fingerprint(self.fingerprint_key, value)
+
+    @property
+    def credentials(self) -> InventoryCredentials:
+        if self._credentials is None:
+            from rotator.credentials import InventoryCredentials
+
+            self._credentials = InventoryCredentials(
+                self.inventory.credentials, self.inventory.base_dir
+            )
+        return self._credentials
+
+    @property
+    def http(self) -> HttpClient:
+        if self._http is None:
+            import httpx
+
+            from providers.http import HttpClient, RateLimit
+            from rotator import __version__
+
+            client = httpx.Client(
+                timeout=httpx.Timeout(20.0, connect=5.0),
+                transport=self.transport,
+                headers={"User-Agent": f"rotator/{__version__}"},
+                follow_redirects=False,
+            )
+            limits = {
+                name: RateLimit(lim.get("rate", 5.0), int(lim.get("concurrency", 4)))
+                for name, lim in self.inventory.limits.items()
+            }
+            self._client = client
+            self._http = HttpClient(client, sleep=self.sleep, limits=limits, **self.http_options)
+        return self._http
+
+    def provider(self, name: str) -> Provider:
+        if name not in self._providers:
+            from providers.registry import get_provider
+
+            self._providers[name] = get_provider(name)()
+        return self._providers[name]
+
+    def provider_context(
+        self,
+        spec: SecretSpec,
+        scope_env: str,
+        rotation_id: str,
+        current: Secret | None = None,
+        current_ref: str | None = None,
+    ) -> ProviderContext:
+        from providers.base import ProviderContext
+
+        return ProviderContext(
+            secret_name=spec.name,
+            scope_env=None if scope_env == "shared" else scope_env,
+            rotation_id=rotation_id,
+            options=spec.options_for(scope_env),
+            urls=self.inventory.providers.get(spec.provider, {}),
+            http=self.http,
+            credentials=self.credentials,
+            current=current,
+            current_ref=current_ref,
+        )
+
+    def targets(self, environment: str) -> list[Target]:
+        from rotator.targets.base import get_target
+
+        env = self.inventory.environment(environment)
+        built = []
+        for spec in env.targets:
+            cls = get_target(spec.kind)
+            options = dict(spec.options)
+            urls = dict(self.inventory.targets.get(spec.kind.split("-")[0], {}))
+            urls.setdefault("base_dir", str(self.inventory.base_dir))
+            built.append(cls(options, environment, self.http, self.credentials, urls))
+        return built
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._store is not None:
+            self._store.dispose()
