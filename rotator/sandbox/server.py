@@ -115,8 +115,9 @@ class Sandbox:
         server.daemon_threads = True
         self._server = server
         self.world.base_url = self.base_url
+        # A short poll interval keeps stop() quick; tests start and stop many sandboxes.
         self._thread = threading.Thread(
-            target=server.serve_forever, name="rotator-sandbox", daemon=True
+            target=server.serve_forever, args=(0.02,), name="rotator-sandbox", daemon=True
         )
         self._thread.start()
         return self
@@ -288,6 +289,9 @@ def _handler_class(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
         server_version = "rotator-sandbox"
         # Idle keep-alive connections end on their own, so stop() leaves no thread behind.
         timeout = 10
+        # Headers and body go out as separate writes; with Nagle on, each answer would
+        # wait out the client's delayed ACK (about 40 ms).
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
             length = int(self.headers.get("content-length") or 0)
