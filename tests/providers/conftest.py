@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from provider_fakes import FakeWorld
+from provider_fakes import SA_EMAIL, FakeWorld, MakeCtx
 
 from providers import google_auth
 from providers.base import ProviderContext
 from providers.http import HttpClient
 from rotator.secret import Secret
-
-SA_EMAIL = "rotator@bandofbakers.iam.gserviceaccount.com"
 
 
 class FileCredentials:
@@ -66,9 +64,6 @@ def sa_key(world: FakeWorld, tmp_path: Path) -> dict[str, Any]:
     path.write_text(json.dumps(info))
     world.google.service_accounts[SA_EMAIL] = private.public_key()
     return {"path": path, "pem": pem, **info}
-
-
-MakeCtx = Callable[..., ProviderContext]
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import itertools
 import json
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -22,7 +23,11 @@ import httpx
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from providers.base import ProviderContext
 from providers.http import HttpClient
+
+SA_EMAIL = "rotator@bandofbakers.iam.gserviceaccount.com"
+MakeCtx = Callable[..., ProviderContext]
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:

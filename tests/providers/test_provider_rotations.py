@@ -12,8 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import MakeCtx
-from provider_fakes import FakeWorld
+from provider_fakes import FakeWorld, MakeCtx
 from provider_specs import problems
 
 from providers.base import Generated
