@@ -135,8 +135,9 @@ def iter_events(
 ) -> Iterator[AuditEvent]:
     """Yield events in sequence order, filtered on the indexed copy columns.
 
-    `since` is inclusive and `until` exclusive (a naive time is taken as UTC). The copy columns are for finding events;
-    what an event says is its stored `entry` bytes (see `audit.entry.decode_entry`).
+    `since` is inclusive and `until` exclusive; a naive time is taken as UTC. The copy
+    columns are for finding events; what an event says is its stored `entry` bytes (see
+    `audit.entry.decode_entry`).
     """
     query = select(AuditEvent).order_by(col(AuditEvent.seq))
     if secret is not None:

@@ -15,6 +15,7 @@ from audit_test_support import (
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, text
+from sqlmodel import Session
 
 from audit.checkpoint import sign_note
 from audit.dbverify import verify_database
@@ -22,7 +23,6 @@ from audit.entry import encode_entry
 from audit.schema import remove_append_only_ddl
 from audit.verify import VerifyResult, parse_checkpoint
 from rotator.clock import now
-from sqlmodel import Session
 
 
 @pytest.fixture

@@ -216,11 +216,7 @@ def test_rewritten_chain_is_caught_by_a_checkpoint(
     write_lines(export_file, rebuilt)
     result = verify_export(export_file, signing_key.public_key())
     assert entry_problems(result) == []
-    assert [(s, n, r) for s, n, r in checkpoint_problems(result)][0] == (
-        "checkpoint",
-        1,
-        "head mismatch",
-    )
+    assert checkpoint_problems(result)[0] == ("checkpoint", 1, "head mismatch")
 
 
 def test_deleted_checkpoint_line_breaks_the_checkpoint_chain(
