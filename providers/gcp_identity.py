@@ -47,7 +47,7 @@ class GcpIdentityApiKeyProvider(HttpProvider):
         max_live_credentials=None,
     )
     default_urls: ClassVar[Mapping[str, str]] = {
-        "base_url": "https://apikeys.googleapis.com",
+        "apikeys_url": "https://apikeys.googleapis.com",
         "identitytoolkit_url": "https://identitytoolkit.googleapis.com",
     }
 
@@ -80,7 +80,7 @@ class GcpIdentityApiKeyProvider(HttpProvider):
         response = self.send(
             ctx,
             "POST",
-            self.url(ctx, f"v2/{parent}/keys"),
+            self.url(ctx, f"v2/{parent}/keys", key="apikeys_url"),
             operation=op,
             idempotent=True,
             token=token,
@@ -132,7 +132,7 @@ class GcpIdentityApiKeyProvider(HttpProvider):
         response = self.send(
             ctx,
             "DELETE",
-            self.url(ctx, f"v2/{ref}"),
+            self.url(ctx, f"v2/{ref}", key="apikeys_url"),
             operation=op,
             idempotent=True,
             token=token,
@@ -175,7 +175,7 @@ class GcpIdentityApiKeyProvider(HttpProvider):
         response = self.send(
             ctx,
             "GET",
-            self.url(ctx, f"v2/{name}"),
+            self.url(ctx, f"v2/{name}", key="apikeys_url"),
             operation=op,
             idempotent=True,
             token=token,
@@ -227,7 +227,12 @@ class GcpIdentityApiKeyProvider(HttpProvider):
             waited += delay
             delay = min(delay * 2, 10.0)
             response = self.send(
-                ctx, "GET", self.url(ctx, f"v2/{name}"), operation=op, idempotent=True, token=token
+                ctx,
+                "GET",
+                self.url(ctx, f"v2/{name}", key="apikeys_url"),
+                operation=op,
+                idempotent=True,
+                token=token,
             )
             operation = json_body(response, self.name, op)
         return operation
@@ -262,7 +267,7 @@ class GcpIdentityApiKeyProvider(HttpProvider):
         response = self.send(
             ctx,
             "GET",
-            self.url(ctx, f"v2/{name}/keyString"),
+            self.url(ctx, f"v2/{name}/keyString", key="apikeys_url"),
             operation=op,
             idempotent=True,
             token=token,
@@ -284,28 +289,42 @@ class GcpIdentityApiKeyProvider(HttpProvider):
         return value
 
     def _probe(self, ctx: ProviderContext, value: Secret, op: str) -> httpx.Response:
-        headers = {}
-        referer = _validation_referer(ctx)
-        if referer:
-            headers["Referer"] = referer
+        explicit = ctx.options.get("validate_referer")
+        referer = str(explicit) if explicit else _referer_matching(_referrers(ctx))
+        response = self._get_projects(ctx, value, op, referer)
+        if response.status_code == 403 and referer is None:
+            # A browser-restricted key refuses a caller without the allowed Referer; the
+            # key's own restrictions say which one when the inventory does not.
+            key = self._lookup(ctx, value, op)
+            restrictions = key.get("restrictions") if key else None
+            browser = restrictions.get("browserKeyRestrictions") if restrictions else None
+            allowed = browser.get("allowedReferrers") if isinstance(browser, dict) else None
+            referer = _referer_matching([str(a) for a in allowed or []])
+            if referer:
+                response = self._get_projects(ctx, value, op, referer)
+        return response
+
+    def _get_projects(
+        self, ctx: ProviderContext, value: Secret, op: str, referer: str | None
+    ) -> httpx.Response:
         return self.send(
             ctx,
             "GET",
             self.url(ctx, "v1/projects", key="identitytoolkit_url"),
             operation=op,
             idempotent=True,
-            headers=headers,
+            headers={"Referer": referer} if referer else {},
             params={"key": value.reveal()},
             allow=(400, 401, 403),
         )
 
-    def _recently_changed(self, ctx: ProviderContext, value: Secret, op: str) -> bool:
-        """Return True if the key exists and changed within the propagation delay."""
+    def _lookup(self, ctx: ProviderContext, value: Secret, op: str) -> dict[str, Any] | None:
+        """Return the key resource whose key string is `value`, or None if Google has none."""
         token = self._token(ctx)
         response = self.send(
             ctx,
             "GET",
-            self.url(ctx, "v2/keys:lookupKey"),
+            self.url(ctx, "v2/keys:lookupKey", key="apikeys_url"),
             operation=op,
             idempotent=True,
             token=token,
@@ -313,11 +332,15 @@ class GcpIdentityApiKeyProvider(HttpProvider):
             allow=(400, 403, 404),
         )
         if response.status_code != 200:
-            return False
+            return None
         name = json_body(response, self.name, op).get("name")
         if not (isinstance(name, str) and _KEY_NAME.fullmatch(name)):
-            return False
-        key = self._get(ctx, token, name, op)
+            return None
+        return self._get(ctx, token, name, op)
+
+    def _recently_changed(self, ctx: ProviderContext, value: Secret, op: str) -> bool:
+        """Return True if the key exists and changed within the propagation delay."""
+        key = self._lookup(ctx, value, op)
         if key is None or key.get("deleteTime"):
             return False
         changed = _parse_time(key.get("updateTime")) or _parse_time(key.get("createTime"))
@@ -333,15 +356,11 @@ def _referrers(ctx: ProviderContext) -> list[str]:
     return [str(one)] if one else []
 
 
-def _validation_referer(ctx: ProviderContext) -> str | None:
-    """Return a URL matching the first allowed referrer pattern, for browser-restricted keys."""
-    explicit = ctx.options.get("validate_referer")
-    if explicit:
-        return str(explicit)
-    referrers = _referrers(ctx)
-    if not referrers:
+def _referer_matching(patterns: list[str]) -> str | None:
+    """Return a URL the first allowed referrer pattern accepts (`https://x/*` → `https://x/`)."""
+    if not patterns:
         return None
-    pattern = referrers[0]
+    pattern = patterns[0]
     if "://" not in pattern:
         pattern = f"https://{pattern}"
     return pattern.replace("://*.", "://www.").replace("*", "")

@@ -323,3 +323,16 @@ def test_google_oauth_missing_client_id_is_named(make_ctx: MakeCtx) -> None:
     with pytest.raises(ProviderRefusedError) as caught:
         GoogleOAuthClientSecretProvider().validate(ctx, Secret("GOCSPX-x"))
     assert "client_id" in str(caught.value) and "production" in str(caught.value)
+
+
+@pytest.mark.usefixtures("sa_key")
+def test_gcp_validate_finds_the_referer_from_the_key_itself(
+    world: FakeWorld, make_ctx: MakeCtx
+) -> None:
+    restrictions = {"browserKeyRestrictions": {"allowedReferrers": ["https://shop.example/*"]}}
+    old = world.google.add_key("initial", restrictions)
+    ctx = make_ctx(GCP, options={"project": world.google.project}, current_ref=old["name"])
+    new = GcpIdentityApiKeyProvider().generate(ctx)
+    GcpIdentityApiKeyProvider().validate(ctx, new.value)
+    probes = [r for r in world.requests if r.url.host == "identitytoolkit.googleapis.com"]
+    assert [p.headers.get("referer") for p in probes] == [None, "https://shop.example/"]
