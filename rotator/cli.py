@@ -177,7 +177,10 @@ def check(
         for p in problems:
             _echo_err(f"  - {p}")
         raise BadInputError(f"{len(problems)} credential(s) or key(s) missing")
-    typer.echo("credentials and keys: present")
+    from rotator.rewrap import check_key_ids
+
+    stored = check_key_ids(rt.store, rt.master_key)
+    typer.echo(f"credentials and keys: present; {stored} stored value(s) under master key {rt.master_key.key_id}")
 
 
 @app.command("import")
@@ -533,12 +536,14 @@ def main() -> NoReturn:
     except KeyboardInterrupt:
         _echo_err("interrupted; run the same command again to resume")
         sys.exit(130)
+    except typer.TyperException as exc:  # usage errors: a message and exit 2
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            _echo_err(f"error: {exc}")
+        sys.exit(int(getattr(exc, "exit_code", 2)))
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
         where = _write_traceback(exc)
         _echo_err(f"internal error: {type(exc).__name__}; the traceback (no values) is in {where}")
         sys.exit(EXIT_INTERNAL)

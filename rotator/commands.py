@@ -37,16 +37,11 @@ def _refuse(engine: Engine, unit: Unit, command: str, reason: str) -> RefusedErr
 
 def _rotation_for(engine: Engine, unit: Unit, command: str) -> Rotation:
     """Find the rotation a command applies to, refusing (audited) when the state forbids it."""
+    refusal: RefusedError | None = None
     with engine.rt.store.read() as s:
         record = repo.find_secret(s, unit.spec.name, unit.scope_env)
         rotations = repo.active_rotations(s, record.id or 0) if record else []
-        if not rotations:
-            raise _refuse(
-                engine, unit, command,
-                f"no rotation of {unit.label} is in flight; `rotate status` shows its state",
-            )  # fmt: skip
         now = engine.rt.clock()
-        refusal: RefusedError | None = None
         # Emergencies first: they supersede anything quarterly.
         for rotation in sorted(rotations, key=lambda r: r.kind != m.EMERGENCY):
             try:
@@ -54,21 +49,27 @@ def _rotation_for(engine: Engine, unit: Unit, command: str) -> Rotation:
                 return rotation
             except RefusedError as exc:
                 refusal = refusal or exc
-    assert refusal is not None
+    if refusal is None:
+        refusal = RefusedError(
+            f"no rotation of {unit.label} is in flight; `rotate status` shows its state"
+        )
     raise engine.refuse(unit, command, refusal)
 
 
 def import_value(engine: Engine, unit: Unit, value: Secret, ref: str | None) -> str:
     """Record the value in use today as the current credential of `unit`."""
     rt = engine.rt
+    with rt.store.read() as s:
+        record_ = repo.find_secret(s, unit.spec.name, unit.scope_env)
+        exists = record_ is not None and repo.version_in(s, record_.id or 0, repo.CURRENT)
+    if exists:
+        raise _refuse(
+            engine, unit, "import",
+            f"{unit.label} already has a current value; rotate it instead "
+            "(`rotate emergency` if the recorded one is wrong)",
+        )  # fmt: skip
     with rt.store.write() as s:
         record = engine.record(s, unit)
-        if repo.version_in(s, record.id or 0, repo.CURRENT) is not None:
-            raise _refuse(
-                engine, unit, "import",
-                f"{unit.label} already has a current value; rotate it instead "
-                "(`rotate emergency` if the recorded one is wrong)",
-            )  # fmt: skip
         fingerprint = rt.fingerprint(value)
         version = repo.add_version(
             s, rt.master_key, record, value, state=repo.CURRENT, ref=ref,
@@ -102,13 +103,16 @@ def start_emergency(engine: Engine, unit: Unit, reason: str) -> str:
 def _assess(engine: Engine, unit: Unit, reason: str) -> str:
     rt = engine.rt
     now = rt.clock()
+    with rt.store.read() as s:
+        record_ = repo.find_secret(s, unit.spec.name, unit.scope_env)
+        has_current = record_ is not None and repo.version_in(s, record_.id or 0, repo.CURRENT)
+    if not has_current:
+        raise _refuse(
+            engine, unit, "emergency",
+            f"no current value of {unit.label} is recorded; run `rotate import` first",
+        )  # fmt: skip
     with rt.store.write() as s:
         record = engine.record(s, unit)
-        if repo.version_in(s, record.id or 0, repo.CURRENT) is None:
-            raise _refuse(
-                engine, unit, "emergency",
-                f"no current value of {unit.label} is recorded; run `rotate import` first",
-            )  # fmt: skip
         active = repo.active_rotations(s, record.id or 0)
         for rotation in active:
             if rotation.kind == m.EMERGENCY:

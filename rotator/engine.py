@@ -189,15 +189,27 @@ class Engine:
         key_name = str(cfg.get("key_name", origin))
         with self.rt.store.write() as s:
             cp = make_checkpoint(s, load_audit_key(), origin, key_name)
+        self.events_written = 0
         sink = cfg.get("external_sink")
         if cp is not None and isinstance(sink, str):
             from pathlib import Path
 
+            from rotator.errors import AuditError
+            from rotator.paths import state_dir
+
             path = Path(sink).expanduser()
             if not path.is_absolute():
-                path = self.rt.inventory.base_dir / path
-            append_to_sink(path, cp.body)
-        self.events_written = 0
+                path = state_dir() / path
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                append_to_sink(path, cp.body)
+            except OSError as exc:
+                raise AuditError(
+                    f"the audit checkpoint is in the database but its copy could not be "
+                    f"appended to the external sink {path} ({exc.strerror}); fix audit."
+                    "external_sink in the inventory: without that copy a truncated trail "
+                    "cannot be detected"
+                ) from None
 
     # ----------------------------------------------------------------- units
     def units(self) -> list[Unit]:

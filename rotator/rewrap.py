@@ -50,3 +50,20 @@ def rewrap(store: Store, old: MasterKey, new: MasterKey) -> int:
                 details={"values": count, "from_key_id": old.key_id, "to_key_id": new.key_id},
             )  # fmt: skip
     return count
+
+
+def check_key_ids(store: Store, key: MasterKey) -> int:
+    """Count stored values, refusing if any is under another master key (names its id)."""
+    with store.read() as s:
+        ids = s.exec(
+            select(CredentialVersion.key_id).where(col(CredentialVersion.ciphertext).is_not(None))
+        ).all()
+    others = sorted({i for i in ids if i != key.key_id and i is not None})
+    if others:
+        raise KeyMaterialError(
+            f"{sum(1 for i in ids if i in others)} stored value(s) are encrypted under master "
+            f"key id {', '.join(others)}, but the loaded master key has id {key.key_id}; "
+            "provide that key (ROTATOR_MASTER_KEY_FILE), or run "
+            "`rotate keys rewrap --old-key-file FILE` with the old key file"
+        )
+    return len(ids)

@@ -56,7 +56,7 @@ class Store:
         """Yield a session in a write transaction, committed on success, rolled back on error."""
         with self.engine.connect() as conn:
             conn.info["begin"] = "BEGIN IMMEDIATE"
-            with Session(bind=conn) as session:
+            with Session(bind=conn, expire_on_commit=False) as session:
                 try:
                     yield session
                     session.commit()
@@ -68,7 +68,7 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with Session(self.engine) as session:
+        with Session(self.engine, expire_on_commit=False) as session:
             yield session
 
     def dispose(self) -> None:

@@ -1,0 +1,5 @@
+"""Run `python -m rotator` as the `rotate` command."""
+
+from rotator.cli import main
+
+main()

@@ -1,0 +1,150 @@
+"""The first commands end to end: init, check, import, status, rewrap, --help start-up."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLE
+from tests.foundation.cli_helpers import rotate
+
+CANARY = "re_CANARY_d41d8cd98f00b204e9800998ecf8427e"
+
+
+def test_help_and_version_do_not_import_sqlalchemy_httpx_or_cryptography() -> None:
+    code = (
+        "import sys\n"
+        "from rotator.cli import app\n"
+        "for argv in (['--help'], ['--version']):\n"
+        "    try:\n"
+        "        app(argv, prog_name='rotate', standalone_mode=False)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = [m for m in ('sqlalchemy', 'sqlmodel', 'httpx', 'cryptography') if m in sys.modules]\n"
+        "print('HEAVY=' + ','.join(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY=\n" in done.stdout, done.stdout
+    assert "Usage: rotate" in done.stdout
+
+
+def test_version(state_dir: Path) -> None:
+    done = rotate("--version")
+    assert done.returncode == 0 and done.stdout.startswith("rotate ")
+
+
+def test_init_then_check_offline(state_dir: Path) -> None:
+    assert rotate("init").returncode == 0
+    again = rotate("init")
+    assert again.returncode == 5 and "refusing to overwrite" in again.stderr
+    done = rotate("check", "--offline", "-i", str(EXAMPLE))
+    assert done.returncode == 0, done.stderr
+    assert "valid" in done.stdout
+
+
+def test_check_reports_three_problems(state_dir: Path, tmp_path: Path) -> None:
+    text = EXAMPLE.read_text()
+    text = text.replace('soak = "24h"', 'soakk = "24h"', 1)
+    text = text.replace('time_zone = "Europe/London"', 'time_zone = "Europe/Londn"', 1)
+    text = text.replace('provider = "stripe"\n', "", 1)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    done = rotate("check", "--offline", "-i", str(bad))
+    assert done.returncode == 3
+    assert "3 problem(s)" in done.stderr
+    for path in ("settings.soakk", "settings.time_zone", "secrets.BANDOFBAKERS_STRIPE_SECRET_KEY.provider"):
+        assert path in done.stderr
+
+
+def test_import_status_and_canary(state_dir: Path) -> None:
+    rotate("init")
+    imported = rotate("import", "BANDOFBAKERS_RESEND_API_KEY", "-i", str(EXAMPLE), input=CANARY + "\n")
+    assert imported.returncode == 0, imported.stderr
+    status = rotate("status", "--json", "-i", str(EXAMPLE))
+    assert status.returncode == 0, status.stderr
+    rows = {(r["secret"], r["scope"]): r for r in json.loads(status.stdout)}
+    assert rows[("BANDOFBAKERS_RESEND_API_KEY", "shared")]["current"] is True
+    assert rows[("BANDOFBAKERS_STRIPE_SECRET_KEY", "shared")]["current"] is False
+    human = rotate("status", "-i", str(EXAMPLE))
+    # The canary appears in no output and in no byte of any file under the state directory.
+    for out in (imported.stdout, imported.stderr, status.stdout, status.stderr, human.stdout):
+        assert CANARY not in out
+    for path in state_dir.rglob("*"):
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
+    db = state_dir / "rotator.db"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    twice = rotate("import", "BANDOFBAKERS_RESEND_API_KEY", "-i", str(EXAMPLE), input="re_other\n")
+    assert twice.returncode == 4 and "already has a current value" in twice.stderr
+
+
+def test_import_refuses_bad_values_and_names(state_dir: Path) -> None:
+    rotate("init")
+    empty = rotate("import", "BANDOFBAKERS_RESEND_API_KEY", "-i", str(EXAMPLE), input="\n")
+    assert empty.returncode == 2 and "empty" in empty.stderr
+    unknown = rotate("import", "RESEND", "-i", str(EXAMPLE), input="x\n")
+    assert unknown.returncode == 2 and "unknown secret 'RESEND'" in unknown.stderr
+    no_env = rotate("import", "GOOGLE_CLIENT_SECRET", "-i", str(EXAMPLE), input="x\n")
+    assert no_env.returncode == 2 and "--env" in no_env.stderr
+
+
+def _credentials_env(tmp_path: Path) -> dict[str, str]:
+    sa = tmp_path / "sa.json"
+    sa.write_text("{}")
+    os.chmod(sa, 0o600)
+    inv = tmp_path / "inv.toml"
+    inv.write_text(
+        EXAMPLE.read_text().replace("/etc/rotator/gcp-service-account.json", str(sa))
+    )
+    return {"CLOUDFLARE_API_TOKEN": "cf", "ROTATOR_NOTIFY_RESEND_KEY": "re", "INV": str(inv)}
+
+
+def test_moved_database_needs_the_old_key_then_rewrap(state_dir: Path, tmp_path: Path) -> None:
+    rotate("init")
+    env = _credentials_env(tmp_path)
+    inv = env.pop("INV")
+    assert rotate("import", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv, input="re_1\n").returncode == 0
+    assert rotate("check", "-i", inv, env=env).returncode == 0
+    old_key = state_dir / "keys" / "master.key"
+    moved = tmp_path / "old-master.key"
+    moved.write_bytes(old_key.read_bytes())
+    os.chmod(moved, 0o600)
+    old_key.unlink()
+    new_dir = tmp_path / "newkeys"
+    from rotator.keys import init_keys
+
+    init_keys(new_dir)
+    env["ROTATOR_MASTER_KEY_FILE"] = str(new_dir / "master.key")
+    refused = rotate("check", "-i", inv, env=env)
+    assert refused.returncode == 5, refused.stderr
+    assert "master key id" in refused.stderr and "rewrap" in refused.stderr
+    rewrapped = rotate("keys", "rewrap", "--old-key-file", str(moved), env=env)
+    assert rewrapped.returncode == 0, rewrapped.stderr
+    assert "re-encrypted 1" in rewrapped.stdout
+    assert rotate("check", "-i", inv, env=env).returncode == 0
+
+
+def test_unexpected_error_prints_one_line(state_dir: Path, tmp_path: Path) -> None:
+    (state_dir).mkdir(parents=True, exist_ok=True)
+    done = rotate("calendar", "--year", "99999999999", "-i", str(EXAMPLE))
+    assert done.returncode in (2, 70)
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.postgres
+def test_postgres_old_schema_is_refused_until_upgrade(state_dir: Path, pg_url: str) -> None:
+    rotate("init")
+    env = {"ROTATOR_DATABASE_URL": pg_url}
+    refused = rotate("status", "-i", str(EXAMPLE), env=env)
+    assert refused.returncode == 6
+    assert "rotate db upgrade" in refused.stderr
+    assert rotate("db", "upgrade", env=env).returncode == 0
+    assert rotate("status", "-i", str(EXAMPLE), env=env).returncode == 0
+    imported = rotate("import", "BANDOFBAKERS_RESEND_API_KEY", "-i", str(EXAMPLE), input="re_pg\n", env=env)
+    assert imported.returncode == 0, imported.stderr
