@@ -97,11 +97,21 @@ def note_key_hash(name: str, public_key: Ed25519PublicKey) -> bytes:
     return digest[:4]
 
 
-def _b64_32(text: str, what: str) -> bytes:
+def _strict_b64(text: str | bytes, what: str) -> bytes:
+    # b64decode ignores the spare bits of the last character; insisting on the canonical
+    # encoding means that no byte of a note or an export line can change unnoticed.
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise CheckpointError(f"{what} is not base64") from exc
+    encoded = text.encode() if isinstance(text, str) else text
+    if base64.b64encode(raw) != encoded:
+        raise CheckpointError(f"{what} is not canonical base64")
+    return raw
+
+
+def _b64_32(text: str, what: str) -> bytes:
+    raw = _strict_b64(text, what)
     if len(raw) != 32:
         raise CheckpointError(f"{what} is not a 32-byte hash")
     return raw
@@ -132,10 +142,7 @@ def parse_checkpoint(note: bytes) -> Checkpoint:
         if not line.startswith(SIGNATURE_PREFIX):
             raise CheckpointError("bad signature line")
         name, _, b64 = line[len(SIGNATURE_PREFIX) :].rpartition(" ")
-        try:
-            blob = base64.b64decode(b64, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise CheckpointError("signature is not base64") from exc
+        blob = _strict_b64(b64, "signature")
         if not name or len(blob) < 5:
             raise CheckpointError("bad signature line")
         signatures.append(NoteSignature(name, blob[:4], blob[4:]))
@@ -286,7 +293,7 @@ class _PendingCheckpoint:
     number: int
     checkpoint: Checkpoint
     bad: bool = False
-    head_checked: bool = False
+    inline: bool = False
 
 
 class TrailVerifier:
@@ -485,13 +492,18 @@ class TrailVerifier:
         if not source and cp.size == self._last[1] and cp.size > 0:
             self._check_head(pending, self._last[3])
         elif cp.size > self._max_seq or source:
+            pending.inline = not source
             self._pending.setdefault(cp.size, []).append(pending)
         else:
             pending.bad = True
             bad("head mismatch", f"no entry {cp.size} just before it; {detail}")
 
     def _check_head(self, cp: _PendingCheckpoint, digest: bytes) -> None:
-        cp.head_checked = True
+        if cp.inline:
+            # The exporter writes each checkpoint right after the entry it covers.
+            cp.bad = True
+            detail = f"size {cp.checkpoint.size}: placed before entry {cp.checkpoint.size}"
+            self._report(Problem(cp.label, cp.number, "out of place", detail))
         if digest.hex() != cp.checkpoint.head_hash:
             cp.bad = True
             self._report(
@@ -566,6 +578,17 @@ def _header_origin(line: bytes, verifier: TrailVerifier) -> str | None:
     return origin
 
 
+def _checkpoint_line_note(data: bytes) -> bytes:
+    """Return the note of a checkpoint line written exactly as the exporter writes it."""
+    head, tail = CHECKPOINT_LINE_PREFIX + b'"', b'"}'
+    if not (data.startswith(head) and data.endswith(tail)):
+        return b""
+    try:
+        return _strict_b64(data[len(head) : -len(tail)], "checkpoint line")
+    except CheckpointError:
+        return b""
+
+
 def verify_lines(
     lines: Iterable[bytes],
     public_key: Ed25519PublicKey,
@@ -587,11 +610,7 @@ def verify_lines(
         elif data.startswith(_ENTRY_START):
             feed(data, number)
         elif data.startswith(CHECKPOINT_LINE_PREFIX):
-            try:
-                note = base64.b64decode(json.loads(data)["checkpoint"], validate=True)
-            except (ValueError, KeyError, TypeError, binascii.Error):
-                note = b""
-            verifier.checkpoint(note, number)
+            verifier.checkpoint(_checkpoint_line_note(data), number)
         elif data:
             feed(data, number)
     if number == 0:

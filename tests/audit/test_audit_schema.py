@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -114,3 +115,8 @@ def test_postgres_roles_grant_what_they_say(
         pg_engine.dispose()
         for role in (app, auditor):
             pg_admin.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_docs_show_the_roles_sql_as_generated() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
+    assert "```sql\n" + postgres_roles_sql() + "```" in docs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 from pathlib import Path
 
@@ -18,11 +20,13 @@ from audit_test_support import (
     write_lines,
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from audit.checkpoint import sign_note
 from audit.entry import encode_entry
 from audit.synthetic import write_synthetic_export
-from audit.verify import entry_hash, parse_checkpoint, verify_export
+from audit.verify import entry_hash, parse_checkpoint, verify_export, verify_lines
 
 ORIGIN = "rotator.example/synthetic"
 KEY_NAME = "rotator.example-synthetic"
@@ -245,3 +249,29 @@ def parse_time(text: str):  # type: ignore[no-untyped-def]
     from datetime import datetime
 
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_single_byte_change_is_detected(data: st.DataObject) -> None:
+    """Every byte of every entry and checkpoint line is protected (the header is informative)."""
+    key = _PROPERTY_KEY
+    original = _property_export()
+    lines = original.splitlines(keepends=True)
+    index = data.draw(st.integers(min_value=1, max_value=len(lines) - 1), label="line")
+    line = lines[index]
+    at = data.draw(st.integers(min_value=0, max_value=len(line) - 1), label="byte")
+    new = data.draw(st.integers(min_value=0, max_value=255).filter(lambda b: b != line[at]))
+    lines[index] = line[:at] + bytes([new]) + line[at + 1 :]
+    result = verify_lines(b"".join(lines).splitlines(keepends=True), key.public_key())
+    assert not result.ok
+
+
+_PROPERTY_KEY = Ed25519PrivateKey.generate()
+
+
+@functools.cache
+def _property_export() -> bytes:
+    out = io.BytesIO()
+    write_synthetic_export(out, 30, _PROPERTY_KEY, checkpoint_every=7)
+    return out.getvalue()
