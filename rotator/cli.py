@@ -494,6 +494,72 @@ def providers(as_json: JsonOpt = False) -> None:
         typer.echo("  ".join(f"{k}={v}" for k, v in row.items()))
 
 
+@app.command()
+def demo(
+    fast: Annotated[
+        bool, typer.Option("--fast", help="Walk one quarter instead of a year (for the tests).")
+    ] = False,
+    faults: Annotated[str, typer.Option("--faults", help="Sandbox fault profile.")] = "default",
+) -> None:
+    """Run a year of rotations against the built-in sandbox and verify the audit trail."""
+    from datetime import date
+
+    from rotator.demo import run_demo, summary
+
+    if fast:
+        result = run_demo(end=date(2027, 4, 30), emergency_on=date(2027, 2, 10), faults=faults)
+    else:
+        result = run_demo(faults=faults)
+    typer.echo(summary(result))
+    if not (result.verified and result.production_health_ok):
+        raise typer.Exit(1)
+
+
+@app.command()
+def sandbox(
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: any free port).")] = 8787,
+    faults: Annotated[str, typer.Option("--faults", help="Fault profile.")] = "default",
+    workdir: Annotated[
+        Path, typer.Option("--workdir", help="Where to write the inventory and key file.")
+    ] = Path("rotator-sandbox"),
+) -> None:
+    """Run the sandbox standalone and print how to point rotator at it."""
+    import signal
+    import threading
+
+    from rotator.sandbox import Sandbox
+    from rotator.sandbox.inventory import sandbox_environment, sandbox_inventory
+    from rotator.sandbox.overrides import inventory_overrides
+
+    box = Sandbox(port=port, faults=faults)
+    box.start()
+    seeded = box.seed_bandofbakers()
+    inventory_file = sandbox_inventory(box, workdir.resolve(), notify_email=False)
+    values = workdir.resolve() / "seeded-values.txt"
+    fd = os.open(values, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        for label, value in seeded.items():
+            fh.write(f"{label}\t{value.ref}\t{value.value}\n")
+    typer.echo(f"sandbox listening on {box.base_url} (faults: {faults})")
+    typer.echo("inventory overrides that point at it:\n")
+    typer.echo(inventory_overrides(box.base_url))
+    typer.echo(f"a complete inventory: {inventory_file}")
+    typer.echo(f"the seeded values to `rotate import` (0600): {values}")
+    for name, value in sandbox_environment(box).items():
+        typer.echo(f"export {name}=...   # the sandbox's Cloudflare token, see {values.parent}")
+        (workdir.resolve() / "cloudflare-token").write_text(value)
+        os.chmod(workdir.resolve() / "cloudflare-token", 0o600)
+    typer.echo("stop with Ctrl-C")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        box.stop()
+
+
 # ------------------------------------------------------------------------- db and keys
 @db_app.command("upgrade")
 def db_upgrade() -> None:

@@ -566,6 +566,12 @@ class Engine:
                 rotation.active = False
                 rotation.finished_at = self.rt.clock()
                 rotation.next_check_at = None
+            if rotation.state in (m.REVOKED, *m.TERMINAL):
+                # A credential was retired: the next cycle's generate may open now.
+                for other in repo.active_rotations(s, rotation.secret_id):
+                    if other.id != rotation.id:
+                        other.next_check_at = self.rt.clock()
+                        s.add(other)
         return "ok" if rotation.state not in (m.AWAITING_SUPPLY, m.AWAITING_REVOKE) else "person"
 
     def _step_result(self, s: Session, work: Work, status: str, detail: dict[str, Any]) -> None:
@@ -692,6 +698,14 @@ class Engine:
 
         def apply(s: Session, rotation: Rotation) -> None:
             rotation.state = m.VALIDATED
+
+        return apply
+
+    def do_monitor(self, work: Work) -> Apply:
+        # The production check of this run already passed (see `_monitor`); the
+        # monitoring period is over, so the rotation may move on to revocation.
+        def apply(s: Session, rotation: Rotation) -> None:
+            rotation.state = m.MONITORED
 
         return apply
 
@@ -963,6 +977,7 @@ class Engine:
 STEP_IMPLEMENTATIONS: dict[str, Callable[[Engine, Work], Apply]] = {
     "generate": Engine.do_generate,
     "validate": Engine.do_validate,
+    "monitor": Engine.do_monitor,
     "revoke": Engine.do_revoke,
     "notify": Engine.do_notify,
 }
