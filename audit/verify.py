@@ -315,7 +315,7 @@ class TrailVerifier:
         max_problems: int = 10_000,
     ) -> None:
         self._key = public_key
-        self._origin = origin
+        self.origin = origin
         self._where = position_label
         self._on_problem = on_problem
         self._max_problems = max_problems
@@ -359,7 +359,8 @@ class TrailVerifier:
                 for cp in self._pending.pop(seq):
                     self._check_head(cp, h)
 
-    def _report(self, problem: Problem) -> None:
+    def report(self, problem: Problem) -> None:
+        """Record a problem (kept up to `max_problems`) and pass it to `on_problem`."""
         if len(self.result.problems) < self._max_problems:
             self.result.problems.append(problem)
         else:
@@ -370,7 +371,7 @@ class TrailVerifier:
     def _blame(self, rec: _Rec, reason: str, number: int | None = None, extra: str = "") -> None:
         self._blamed += 1
         where = f"{self._where} {rec[0]}"
-        self._report(Problem("entry", rec[1] if number is None else number, reason, extra + where))
+        self.report(Problem("entry", rec[1] if number is None else number, reason, extra + where))
 
     @staticmethod
     def _links(left: _Rec, right: _Rec) -> bool:
@@ -462,7 +463,7 @@ class TrailVerifier:
         where = f"{self._where} {position}" if not source else f"{source} record {position}"
 
         def bad(reason: str, detail: str) -> None:
-            self._report(Problem(label, number, reason, detail))
+            self.report(Problem(label, number, reason, detail))
 
         try:
             cp = verify_checkpoint(note, self._key)
@@ -478,7 +479,7 @@ class TrailVerifier:
         pending = _PendingCheckpoint(label, number, cp)
         self._checkpoints.append(pending)
         detail = f"size {cp.size}, {where}"
-        if self._origin is not None and cp.origin != self._origin:
+        if self.origin is not None and cp.origin != self.origin:
             pending.bad = True
             bad("origin mismatch", f"{cp.origin!r}, {detail}")
         expected_prev = self._cp_text_hash.get(label)
@@ -503,10 +504,10 @@ class TrailVerifier:
             # The exporter writes each checkpoint right after the entry it covers.
             cp.bad = True
             detail = f"size {cp.checkpoint.size}: placed before entry {cp.checkpoint.size}"
-            self._report(Problem(cp.label, cp.number, "out of place", detail))
+            self.report(Problem(cp.label, cp.number, "out of place", detail))
         if digest.hex() != cp.checkpoint.head_hash:
             cp.bad = True
-            self._report(
+            self.report(
                 Problem(
                     cp.label,
                     cp.number,
@@ -529,7 +530,7 @@ class TrailVerifier:
                     detail = f"size {size}, the trail ends at {self._max_seq}: truncated"
                 else:
                     reason, detail = "head mismatch", f"size {size}: no entry {size} found"
-                self._report(Problem(cp.label, cp.number, reason, detail))
+                self.report(Problem(cp.label, cp.number, reason, detail))
         self._pending = {}
         result = self.result
         result.entries_valid = max(result.entries_total - self._blamed, 0)
@@ -573,7 +574,7 @@ def _header_origin(line: bytes, verifier: TrailVerifier) -> str | None:
     except (ValueError, KeyError, TypeError):
         ok, origin = False, None
     if not ok or not isinstance(origin, str):
-        verifier._report(Problem("header", None, "malformed", "line 1"))
+        verifier.report(Problem("header", None, "malformed", "line 1"))
         return None
     return origin
 
@@ -606,7 +607,7 @@ def verify_lines(
     for number, line in enumerate(lines, start=1):
         data = line[:-1] if line.endswith(b"\n") else line
         if number == 1:
-            verifier._origin = _header_origin(data, verifier)
+            verifier.origin = _header_origin(data, verifier)
         elif data.startswith(_ENTRY_START):
             feed(data, number)
         elif data.startswith(CHECKPOINT_LINE_PREFIX):
@@ -614,7 +615,7 @@ def verify_lines(
         elif data:
             feed(data, number)
     if number == 0:
-        verifier._report(Problem("header", None, "malformed", "the export is empty"))
+        verifier.report(Problem("header", None, "malformed", "the export is empty"))
     return verifier.finish()
 
 
