@@ -180,7 +180,10 @@ def check(
     from rotator.rewrap import check_key_ids
 
     stored = check_key_ids(rt.store, rt.master_key)
-    typer.echo(f"credentials and keys: present; {stored} stored value(s) under master key {rt.master_key.key_id}")
+    typer.echo(
+        f"credentials and keys: present; {stored} stored value(s) under master key "
+        f"{rt.master_key.key_id}"
+    )
 
 
 @app.command("import")
@@ -188,7 +191,8 @@ def import_(
     secret: Annotated[str, typer.Argument(help="Secret name from the inventory.")],
     env: EnvOpt = None,
     ref: Annotated[
-        str | None, typer.Option("--ref", help="The provider's id of this credential (not the value).")
+        str | None,
+        typer.Option("--ref", help="The provider's id of this credential (not the value)."),
     ] = None,
     inventory: InventoryOpt = None,
 ) -> None:
@@ -214,11 +218,17 @@ def status(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
     typer.echo(f"{'SECRET':<46} {'PROVIDER':<13} {'SCOPE':<11} {'AGE':>7}  ROTATION")
     for row in rows:
         age = f"{row['age_days']:.0f}d" if row["age_days"] is not None else "none"
-        flight = "; ".join(
-            f"{r['kind']} {r['cycle'] or ''} {r['state']}" + (" NEEDS A PERSON" if r["needs_person"] else "")
-            for r in row["rotations"]
-        ) or "-"
-        typer.echo(f"{row['secret']:<46} {row['provider']:<13} {row['scope']:<11} {age:>7}  {flight}")
+        flight = (
+            "; ".join(
+                f"{r['kind']} {r['cycle'] or ''} {r['state']}"
+                + (" NEEDS A PERSON" if r["needs_person"] else "")
+                for r in row["rotations"]
+            )
+            or "-"
+        )
+        typer.echo(
+            f"{row['secret']:<46} {row['provider']:<13} {row['scope']:<11} {age:>7}  {flight}"
+        )
 
 
 # ------------------------------------------------------------------------- sequences
@@ -451,29 +461,34 @@ def show(
     for r in data["rotations"]:
         typer.echo(f"  {r['id']}  {r['kind']} {r['cycle'] or ''} {r['state']}  by {r['actor']}")
         for st in r["steps"]:
-            typer.echo(f"      {st['started_at']}  {st['step']:<9} {st['status']:<16} {st['actor']}")
+            typer.echo(
+                f"      {st['started_at']}  {st['step']:<9} {st['status']:<16} {st['actor']}"
+            )
         for a in r["approvals"]:
             typer.echo(f"      {a['at']}  {a['kind']:<9} {a['actor']}: {a['note']}")
 
 
 @app.command()
 def calendar(
-    year: Annotated[int | None, typer.Option("--year", help="Year to show [default: this year].")] = None,
+    year: Annotated[
+        int | None, typer.Option("--year", help="Year to show [default: this year].")
+    ] = None,
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print a year: each cycle, its month gates and the production windows in month 3."""
-    from schedules import parse_window, render_year, year_as_dict
-
     from rotator import clock
     from rotator import inventory as inv_mod
     from rotator.paths import inventory_path
+    from schedules import parse_window, render_year, year_as_dict
 
     inv = inv_mod.load(inventory_path(inventory))
     window = parse_window(
-        list(inv.window.days), inv.window.start.strftime("%H:%M"),
-        inv.window.end.strftime("%H:%M"), inv.time_zone,
-    )  # fmt: skip
+        list(inv.window.days),
+        inv.window.start.strftime("%H:%M"),
+        inv.window.end.strftime("%H:%M"),
+        inv.time_zone,
+    )
     y = year or clock.now().astimezone(inv.tz).year
     if as_json:
         _json(year_as_dict(y, inv.quarter_start_months, inv.tz, window))
@@ -517,7 +532,9 @@ def demo(
 
 @app.command()
 def sandbox(
-    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: any free port).")] = 8787,
+    port: Annotated[
+        int, typer.Option("--port", help="Port on 127.0.0.1 (0: any free port).")
+    ] = 8787,
     faults: Annotated[str, typer.Option("--faults", help="Fault profile.")] = "default",
     workdir: Annotated[
         Path, typer.Option("--workdir", help="Where to write the inventory and key file.")
@@ -545,10 +562,12 @@ def sandbox(
     typer.echo(inventory_overrides(box.base_url))
     typer.echo(f"a complete inventory: {inventory_file}")
     typer.echo(f"the seeded values to `rotate import` (0600): {values}")
-    for name, value in sandbox_environment(box).items():
-        typer.echo(f"export {name}=...   # the sandbox's Cloudflare token, see {values.parent}")
-        (workdir.resolve() / "cloudflare-token").write_text(value)
-        os.chmod(workdir.resolve() / "cloudflare-token", 0o600)
+    token_file = workdir.resolve() / "cloudflare-token"
+    for name, token in sandbox_environment(box).items():
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
+        typer.echo(f'export {name}="$(cat {token_file})"')
     typer.echo("stop with Ctrl-C")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -574,7 +593,8 @@ def db_upgrade() -> None:
 @keys_app.command("rewrap")
 def keys_rewrap(
     old_key_file: Annotated[
-        Path, typer.Option("--old-key-file", help="The master key the values are encrypted under now.")
+        Path,
+        typer.Option("--old-key-file", help="The master key the values are encrypted under now."),
     ],
 ) -> None:
     """Re-encrypt every stored value under the current master key, in one transaction."""
@@ -584,6 +604,223 @@ def keys_rewrap(
 
     count = rewrap(open_store(), load_master_key(old_key_file), load_master_key())
     typer.echo(f"re-encrypted {count} stored value(s) under the current master key")
+
+
+# ------------------------------------------------------------------------- audit
+def _audit_config(inventory: str | None) -> tuple[str, str, Path | None]:
+    """Return origin, key name and external sink from the inventory (defaults if absent)."""
+    from rotator import inventory as inv_mod
+    from rotator.paths import inventory_path, state_dir
+
+    path = inventory_path(inventory)
+    if not path.exists() and inventory is None:
+        return "rotator", "rotator", None
+    cfg = inv_mod.load(path).audit
+    origin = str(cfg.get("origin", "rotator"))
+    sink = cfg.get("external_sink")
+    sink_path = None
+    if isinstance(sink, str):
+        sink_path = Path(sink).expanduser()
+        if not sink_path.is_absolute():
+            sink_path = state_dir() / sink_path
+    return origin, str(cfg.get("key_name", origin)), sink_path
+
+
+def _since(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInputError(
+            f"{option} {text!r} is not a date or date-time (e.g. 2027-03-01)"
+        ) from None
+    if value.tzinfo is None:
+        from datetime import UTC
+
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+@audit_app.command("log")
+def audit_log(
+    secret: Annotated[str | None, typer.Option("--secret", help="Only this secret.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="From this UTC time (inclusive).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Before this UTC time.")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="Only this actor.")] = None,
+    event_type: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List audit events, filtered; read-only."""
+    from audit.entry import decode_entry
+    from audit.trail import iter_events
+    from rotator.store.db import open_store
+
+    store = open_store()
+    with store.read() as s:
+        for event in iter_events(
+            s,
+            secret=secret,
+            since=_since(since, "--since"),
+            until=_since(until, "--until"),
+            actor=actor,
+            event_type=event_type,
+        ):
+            entry = decode_entry(event.entry)
+            if as_json:
+                typer.echo(json.dumps(entry, sort_keys=True))
+                continue
+            where = entry.get("secret") or "-"
+            if entry.get("environment") not in (None, "shared"):
+                where += f"[{entry['environment']}]"
+            details = " ".join(f"{k}={v}" for k, v in sorted((entry.get("details") or {}).items()))
+            typer.echo(
+                f"{entry['seq']:>7} {entry['time']} {entry['actor']:<24} {entry['type']:<22} "
+                f"{where:<44} {details}"
+            )
+
+
+@audit_app.command("export")
+def audit_export(
+    file: Annotated[Path, typer.Argument(help="Where to write the JSON Lines export.")],
+    inventory: InventoryOpt = None,
+) -> None:
+    """Export the trail (header, entries byte for byte, checkpoints) for offline verification."""
+    from audit.export import export
+    from rotator.keys import AUDIT_PUBLIC_FILE
+    from rotator.paths import keys_dir
+    from rotator.store.db import open_store
+
+    origin, key_name, _ = _audit_config(inventory)
+    public = keys_dir() / AUDIT_PUBLIC_FILE
+    try:
+        pem = public.read_bytes()
+    except FileNotFoundError:
+        raise BadInputError(f"no audit public key at {public}; run `rotate init`") from None
+    store = open_store()
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "wb") as out, store.read() as s:
+        summary = export(s, out, origin=origin, public_key_pem=pem, key_name=key_name)
+    typer.echo(f"exported to {file}: {summary}")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    file: Annotated[
+        Path | None, typer.Argument(help="An export to verify; without it, the database.")
+    ] = None,
+    public_key: Annotated[
+        Path | None, typer.Option("--public-key", help="PEM public key [default: the state dir's].")
+    ] = None,
+    inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify the chain and signed checkpoints; exit 0 valid, 1 invalid, 2 usage or I/O."""
+    from rotator.keys import load_audit_public_key
+
+    try:
+        key = load_audit_public_key(public_key)
+        origin, _, sink = _audit_config(inventory)
+    except RotatorError as exc:
+        _echo_err(f"error: {exc}")
+        raise typer.Exit(2) from None
+    if sink is not None and not sink.exists():
+        sink = None
+    if file is not None:
+        from audit.verify import verify_export
+
+        try:
+            result = verify_export(file, key, sink=sink)
+        except OSError as exc:
+            _echo_err(f"error: cannot read {file}: {exc.strerror}")
+            raise typer.Exit(2) from None
+    else:
+        from audit.dbverify import verify_database
+        from rotator.store.db import open_store
+
+        with open_store().read() as s:
+            result = verify_database(s, key, sink, origin=origin)
+    if as_json:
+        _json(result.to_json())
+    else:
+        for problem in result.problems:
+            typer.echo(problem.line())
+        for warning in result.warnings:
+            typer.echo(f"warning: {warning}")
+        typer.echo(result.summary())
+    if not result.ok:
+        _audit_failure_notice(inventory, result.summary())
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def _audit_failure_notice(inventory: str | None, summary: str) -> None:
+    """Tell the configured channels that verification failed (best effort)."""
+    try:
+        engine = _engine(inventory)
+        engine.notify("audit-verification-failed", f"The audit trail does not verify: {summary}")
+    except Exception as exc:  # verification already reported; a notice must not mask it
+        _echo_err(f"warning: could not notify: {type(exc).__name__}")
+
+
+@audit_app.command("hash")
+def audit_hash(as_json: JsonOpt = False) -> None:
+    """Read a value from stdin or a hidden prompt; say whether and where it appears in the trail."""
+    from audit.entry import decode_entry
+    from audit.fingerprint import fingerprint
+    from audit.trail import iter_events
+    from rotator.keys import load_fingerprint_key
+    from rotator.store.db import open_store
+
+    value = _read_value("value to look for")
+    mark = fingerprint(load_fingerprint_key(), value)
+    needle = mark.encode()
+    hits = []
+    with open_store().read() as s:
+        for event in iter_events(s):
+            if needle in event.entry:
+                entry = decode_entry(event.entry)
+                hits.append(
+                    {
+                        "seq": entry["seq"],
+                        "time": entry["time"],
+                        "type": entry["type"],
+                        "secret": entry.get("secret"),
+                        "environment": entry.get("environment"),
+                    }
+                )
+    if as_json:
+        _json({"fingerprint": mark, "found": bool(hits), "events": hits})
+        return
+    typer.echo(f"fingerprint {mark}")
+    if not hits:
+        typer.echo("not found in the trail")
+        raise typer.Exit(1)
+    for hit in hits:
+        typer.echo(f"  seq {hit['seq']} {hit['time']} {hit['type']} {hit['secret']}")
+
+
+@audit_app.command("report")
+def audit_report(
+    out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
+    inventory: InventoryOpt = None,
+) -> None:
+    """Write a self-contained HTML report for auditors (no JavaScript, printable)."""
+    from audit.dbverify import verify_database
+    from audit.report import render_report
+    from audit.trail import iter_events
+    from rotator.keys import load_audit_public_key
+    from rotator.store.db import open_store
+
+    origin, _, sink = _audit_config(inventory)
+    if sink is not None and not sink.exists():
+        sink = None
+    with open_store().read() as s:
+        result = verify_database(s, load_audit_public_key(), sink, origin=origin)
+        page = render_report(list(iter_events(s)), result, title=f"Audit report: {origin}")
+    out.write_text(page, encoding="utf-8")
+    typer.echo(f"wrote {out} ({result.summary()})")
 
 
 # ------------------------------------------------------------------------- entry point

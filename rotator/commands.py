@@ -64,22 +64,35 @@ def import_value(engine: Engine, unit: Unit, value: Secret, ref: str | None) -> 
         exists = record_ is not None and repo.version_in(s, record_.id or 0, repo.CURRENT)
     if exists:
         raise _refuse(
-            engine, unit, "import",
+            engine,
+            unit,
+            "import",
             f"{unit.label} already has a current value; rotate it instead "
             "(`rotate emergency` if the recorded one is wrong)",
-        )  # fmt: skip
+        )
     with rt.store.write() as s:
         record = engine.record(s, unit)
         fingerprint = rt.fingerprint(value)
         version = repo.add_version(
-            s, rt.master_key, record, value, state=repo.CURRENT, ref=ref,
-            fingerprint=fingerprint, rotation_id=None, at=rt.clock(),
-        )  # fmt: skip
+            s,
+            rt.master_key,
+            record,
+            value,
+            state=repo.CURRENT,
+            ref=ref,
+            fingerprint=fingerprint,
+            rotation_id=None,
+            at=rt.clock(),
+        )
         version.promoted_at = rt.clock()
         engine.audit(
-            s, "credential.imported", unit=unit, version=version.id,
-            fingerprint=fingerprint, provider_ref=ref,
-        )  # fmt: skip
+            s,
+            "credential.imported",
+            unit=unit,
+            version=version.id,
+            fingerprint=fingerprint,
+            provider_ref=ref,
+        )
     engine.checkpoint()
     return version.id
 
@@ -108,9 +121,11 @@ def _assess(engine: Engine, unit: Unit, reason: str) -> str:
         has_current = record_ is not None and repo.version_in(s, record_.id or 0, repo.CURRENT)
     if not has_current:
         raise _refuse(
-            engine, unit, "emergency",
+            engine,
+            unit,
+            "emergency",
             f"no current value of {unit.label} is recorded; run `rotate import` first",
-        )  # fmt: skip
+        )
     with rt.store.write() as s:
         record = engine.record(s, unit)
         active = repo.active_rotations(s, record.id or 0)
@@ -127,9 +142,8 @@ def _assess(engine: Engine, unit: Unit, reason: str) -> str:
         current = [v.id for v in live if v.state == repo.CURRENT]
         superseded = []
         for rotation in active:
-            if rotation.state in (m.REVOKED, m.FAILED) and rotation.kind == m.QUARTERLY:
-                if rotation.state == m.REVOKED:
-                    continue
+            if rotation.state == m.REVOKED and rotation.kind == m.QUARTERLY:
+                continue  # only its review is left; the emergency does not undo it
             rotation.state = m.SUPERSEDED
             rotation.active = False
             rotation.finished_at = now
@@ -148,17 +162,25 @@ def _assess(engine: Engine, unit: Unit, reason: str) -> str:
             next_check_at=now,
         )
         repo.set_facts(
-            emergency, reason=reason, compromised=[v.id for v in live], in_use=current,
+            emergency,
+            reason=reason,
+            compromised=[v.id for v in live],
+            in_use=current,
             superseded=superseded,
-        )  # fmt: skip
+        )
         s.add(emergency)
         s.flush()
         engine.audit(
-            s, "emergency.started", unit=unit, rotation_id=emergency.id, reason=reason,
-            compromised=[{"version": v.id, "state": v.state, "fingerprint": v.fingerprint}
-                         for v in live],
+            s,
+            "emergency.started",
+            unit=unit,
+            rotation_id=emergency.id,
+            reason=reason,
+            compromised=[
+                {"version": v.id, "state": v.state, "fingerprint": v.fingerprint} for v in live
+            ],
             superseded=superseded,
-        )  # fmt: skip
+        )
         for rid in superseded:
             engine.audit(s, "rotation.superseded", unit=unit, rotation_id=rid, by=emergency.id)
     engine.notify(
@@ -221,7 +243,9 @@ def supply(engine: Engine, unit: Unit, value: Secret) -> Outcome:
         def apply(s: Session, r: Rotation) -> None:
             engine._mark_revoked(s, work, retired)
             engine._store_pending(s, work, r, generated.value, generated.ref, {}, fingerprint)
-            engine.audit(s, "credential.supplied", unit=unit, rotation_id=r.id, fingerprint=fingerprint)
+            engine.audit(
+                s, "credential.supplied", unit=unit, rotation_id=r.id, fingerprint=fingerprint
+            )
             r.state = m.GENERATED
 
         engine._finish(work, apply)
@@ -251,16 +275,27 @@ def confirm(engine: Engine, unit: Unit, step: str) -> Outcome:
             if not still:
                 break
             if attempt + 1 < CONFIRM_ATTEMPTS:
-                rt.progress(f"{unit.label}: the provider still accepts the old credential; "
-                            f"checking again in {CONFIRM_DELAY:.0f} s")  # fmt: skip
+                rt.progress(
+                    f"{unit.label}: the provider still accepts the old credential; "
+                    f"checking again in {CONFIRM_DELAY:.0f} s"
+                )
                 rt.sleep(CONFIRM_DELAY)
         if still:
-            engine._fail_or_wait(work, NeedsPersonError(
-                f"the provider still accepts credential(s) {', '.join(still)}; revoke them "
-                "at the provider and run the confirm command again"))  # fmt: skip
-            raise engine.refuse(unit, "confirm revoke", RefusedError(
-                f"{unit.label}: the provider still accepts the old credential; it has not been "
-                "revoked yet (providers revoke eventually: try again in a few minutes)"))  # fmt: skip
+            engine._fail_or_wait(
+                work,
+                NeedsPersonError(
+                    f"the provider still accepts credential(s) {', '.join(still)}; revoke them "
+                    "at the provider and run the confirm command again"
+                ),
+            )
+            raise engine.refuse(
+                unit,
+                "confirm revoke",
+                RefusedError(
+                    f"{unit.label}: the provider still accepts the old credential; it has not been "
+                    "revoked yet (providers revoke eventually: try again in a few minutes)"
+                ),
+            )
         ids = [v.id for v, _ in work.to_revoke]
         rolling_back = bool(work.facts.get("rolling_back"))
 
@@ -278,8 +313,15 @@ def confirm(engine: Engine, unit: Unit, step: str) -> Outcome:
 def approve(engine: Engine, unit: Unit, note: str) -> str:
     rotation = _rotation_for(engine, unit, "approve")
     with engine.rt.store.write() as s:
-        s.add(Approval(rotation_id=rotation.id, kind="approval", actor=engine.rt.actor,
-                       note=note, at=engine.rt.clock()))  # fmt: skip
+        s.add(
+            Approval(
+                rotation_id=rotation.id,
+                kind="approval",
+                actor=engine.rt.actor,
+                note=note,
+                at=engine.rt.clock(),
+            )
+        )
         engine.audit(s, "rotation.approved", unit=unit, rotation_id=rotation.id, note=note)
     engine.checkpoint()
     return rotation.id
@@ -291,8 +333,15 @@ def review(engine: Engine, unit: Unit, note: str) -> str:
     rotation = _rotation_for(engine, unit, "review")
     with engine.claimed(rotation.id) as fence, engine.rt.store.write() as s:
         r = repo.fenced(s, rotation.id, fence)
-        s.add(Approval(rotation_id=r.id, kind="review", actor=engine.rt.actor, note=note,
-                       at=engine.rt.clock()))  # fmt: skip
+        s.add(
+            Approval(
+                rotation_id=r.id,
+                kind="review",
+                actor=engine.rt.actor,
+                note=note,
+                at=engine.rt.clock(),
+            )
+        )
         r.state = m.COMPLETED
         r.active = False
         r.finished_at = engine.rt.clock()
@@ -367,21 +416,45 @@ def plan(engine: Engine, at: datetime) -> list[PlanLine]:
         for unit in engine.units():
             record = repo.find_secret(s, unit.spec.name, unit.scope_env)
             rotations = repo.active_rotations(s, record.id) if record and record.id else []
-            has_cycle = record is not None and s.exec(
-                select(Rotation).where(Rotation.secret_id == record.id, Rotation.cycle == cycle.id)
-            ).first() is not None
+            has_cycle = (
+                record is not None
+                and s.exec(
+                    select(Rotation).where(
+                        Rotation.secret_id == record.id, Rotation.cycle == cycle.id
+                    )
+                ).first()
+                is not None
+            )
             if opens and not has_cycle:
-                rotations = [*rotations, Rotation(
-                    id="(new)", secret_id=record.id if record and record.id else -1,
-                    kind=m.QUARTERLY, cycle=cycle.id, state=m.PLANNED, actor="-",
-                )]  # fmt: skip
+                rotations = [
+                    *rotations,
+                    Rotation(
+                        id="(new)",
+                        secret_id=record.id if record and record.id else -1,
+                        kind=m.QUARTERLY,
+                        cycle=cycle.id,
+                        state=m.PLANNED,
+                        actor="-",
+                    ),
+                ]
             if not rotations:
-                lines.append(PlanLine(unit.label, None, "-", "-", "nothing", "no rotation due", None))
+                lines.append(
+                    PlanLine(unit.label, None, "-", "-", "nothing", "no rotation due", None)
+                )
             for rotation in rotations:
                 decision = m.next_decision(engine.facts(s, rotation, unit, at))
                 action, reason, until = _describe(decision, unit)
-                lines.append(PlanLine(unit.label, rotation.id, rotation.kind, rotation.state,
-                                      action, reason, until))  # fmt: skip
+                lines.append(
+                    PlanLine(
+                        unit.label,
+                        rotation.id,
+                        rotation.kind,
+                        rotation.state,
+                        action,
+                        reason,
+                        until,
+                    )
+                )
     return lines
 
 
@@ -405,10 +478,16 @@ def status(engine: Engine) -> list[dict[str, Any]]:
         records = {(r.name, r.scope_env): r for r in s.exec(select(SecretRecord)).all()}
         current = {
             v.secret_id: v
-            for v in s.exec(select(CredentialVersion).where(CredentialVersion.state == repo.CURRENT))
+            for v in s.exec(
+                select(CredentialVersion).where(CredentialVersion.state == repo.CURRENT)
+            )
         }
         active: dict[int, list[Rotation]] = {}
-        for r in s.exec(select(Rotation).where(col(Rotation.active).is_(True)).order_by(col(Rotation.created_at))):
+        for r in s.exec(
+            select(Rotation)
+            .where(col(Rotation.active).is_(True))
+            .order_by(col(Rotation.created_at))
+        ):
             active.setdefault(r.secret_id, []).append(r)
         for unit in engine.units():
             record = records.get((unit.spec.name, unit.scope_env))
@@ -419,25 +498,36 @@ def status(engine: Engine) -> list[dict[str, Any]]:
             in_flight = []
             for r in active.get(record.id, []) if record and record.id else []:
                 facts = repo.facts_of(r)
-                in_flight.append({
-                    "rotation": r.id, "kind": r.kind, "cycle": r.cycle, "state": r.state,
-                    "needs_person": r.state in (m.AWAITING_SUPPLY, m.AWAITING_REVOKE, m.FAILED)
-                    or (r.state == m.REVOKED and r.kind == m.QUARTERLY),
-                    "failed": r.state == m.FAILED, "last_error": r.last_error,
-                    "instruction": facts.get("instruction") if r.state in (
-                        m.AWAITING_SUPPLY, m.AWAITING_REVOKE) else None,
-                    "next_check_at": as_utc(r.next_check_at).isoformat() if r.next_check_at else None,
-                })  # fmt: skip
-            rows.append({
-                "secret": unit.spec.name,
-                "scope": unit.scope_env,
-                "provider": unit.spec.provider,
-                "environments": list(unit.spec.deploy_envs(unit.scope_env)),
-                "current": version is not None,
-                "current_since": since.isoformat() if since else None,
-                "age_days": round((now - since).total_seconds() / 86400, 1) if since else None,
-                "rotations": in_flight,
-            })  # fmt: skip
+                in_flight.append(
+                    {
+                        "rotation": r.id,
+                        "kind": r.kind,
+                        "cycle": r.cycle,
+                        "state": r.state,
+                        "needs_person": r.state in (m.AWAITING_SUPPLY, m.AWAITING_REVOKE, m.FAILED)
+                        or (r.state == m.REVOKED and r.kind == m.QUARTERLY),
+                        "failed": r.state == m.FAILED,
+                        "last_error": r.last_error,
+                        "instruction": facts.get("instruction")
+                        if r.state in (m.AWAITING_SUPPLY, m.AWAITING_REVOKE)
+                        else None,
+                        "next_check_at": as_utc(r.next_check_at).isoformat()
+                        if r.next_check_at
+                        else None,
+                    }
+                )
+            rows.append(
+                {
+                    "secret": unit.spec.name,
+                    "scope": unit.scope_env,
+                    "provider": unit.spec.provider,
+                    "environments": list(unit.spec.deploy_envs(unit.scope_env)),
+                    "current": version is not None,
+                    "current_since": since.isoformat() if since else None,
+                    "age_days": round((now - since).total_seconds() / 86400, 1) if since else None,
+                    "rotations": in_flight,
+                }
+            )
     return rows
 
 
@@ -446,33 +536,70 @@ def show(engine: Engine, unit: Unit) -> dict[str, Any]:
     with engine.rt.store.read() as s:
         record = repo.find_secret(s, unit.spec.name, unit.scope_env)
         if record is None or record.id is None:
-            return {"secret": unit.spec.name, "scope": unit.scope_env, "versions": [], "rotations": []}
+            return {
+                "secret": unit.spec.name,
+                "scope": unit.scope_env,
+                "versions": [],
+                "rotations": [],
+            }
         versions = [
-            {"id": v.id, "state": v.state, "provider_ref": v.provider_ref,
-             "fingerprint": v.fingerprint, "created_at": _iso(v.created_at),
-             "promoted_at": _iso(v.promoted_at), "revoked_at": _iso(v.revoked_at),
-             "value_stored": v.ciphertext is not None}
+            {
+                "id": v.id,
+                "state": v.state,
+                "provider_ref": v.provider_ref,
+                "fingerprint": v.fingerprint,
+                "created_at": _iso(v.created_at),
+                "promoted_at": _iso(v.promoted_at),
+                "revoked_at": _iso(v.revoked_at),
+                "value_stored": v.ciphertext is not None,
+            }
             for v in repo.versions(s, record.id)
-        ]  # fmt: skip
+        ]
         rotations = []
-        for r in s.exec(select(Rotation).where(Rotation.secret_id == record.id).order_by(col(Rotation.created_at))):
+        for r in s.exec(
+            select(Rotation)
+            .where(Rotation.secret_id == record.id)
+            .order_by(col(Rotation.created_at))
+        ):
             steps = [
-                {"step": st.step, "status": st.status, "actor": st.actor,
-                 "started_at": _iso(st.started_at), "finished_at": _iso(st.finished_at)}
-                for st in s.exec(select(StepRecord).where(StepRecord.rotation_id == r.id).order_by(col(StepRecord.id)))
-            ]  # fmt: skip
+                {
+                    "step": st.step,
+                    "status": st.status,
+                    "actor": st.actor,
+                    "started_at": _iso(st.started_at),
+                    "finished_at": _iso(st.finished_at),
+                }
+                for st in s.exec(
+                    select(StepRecord)
+                    .where(StepRecord.rotation_id == r.id)
+                    .order_by(col(StepRecord.id))
+                )
+            ]
             approvals = [
                 {"kind": a.kind, "actor": a.actor, "note": a.note, "at": _iso(a.at)}
                 for a in s.exec(select(Approval).where(Approval.rotation_id == r.id))
             ]
-            rotations.append({
-                "id": r.id, "kind": r.kind, "cycle": r.cycle, "state": r.state,
-                "actor": r.actor, "reason": r.reason, "created_at": _iso(r.created_at),
-                "finished_at": _iso(r.finished_at), "last_error": r.last_error,
-                "steps": steps, "approvals": approvals,
-            })  # fmt: skip
-    return {"secret": unit.spec.name, "scope": unit.scope_env, "versions": versions,
-            "rotations": rotations}  # fmt: skip
+            rotations.append(
+                {
+                    "id": r.id,
+                    "kind": r.kind,
+                    "cycle": r.cycle,
+                    "state": r.state,
+                    "actor": r.actor,
+                    "reason": r.reason,
+                    "created_at": _iso(r.created_at),
+                    "finished_at": _iso(r.finished_at),
+                    "last_error": r.last_error,
+                    "steps": steps,
+                    "approvals": approvals,
+                }
+            )
+    return {
+        "secret": unit.spec.name,
+        "scope": unit.scope_env,
+        "versions": versions,
+        "rotations": rotations,
+    }
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -86,6 +86,7 @@ class Person:
 class DemoResult:
     lines: list[str]
     cycles_completed: dict[str, int]
+    cycles_superseded: dict[str, int]
     emergencies: int
     verified: bool
     verification: str
@@ -113,11 +114,13 @@ def run_demo(
     *,
     start: date = date(2027, 1, 1),
     end: date = date(2028, 1, 31),
-    emergency_on: date = date(2027, 5, 12),
-    emergency_secret: str = "BANDOFBAKERS_RESEND_API_KEY",
+    emergency_on: date | None = date(2027, 5, 12),
+    emergency_secret: str = "BANDOFBAKERS_RESEND_API_KEY",  # noqa: S107 (a name, not a value)
     faults: str = "default",
     echo: Callable[[str], None] = print,
     workdir: Path | None = None,
+    notify: bool = True,
+    on_day: Callable[[date, Any], None] | None = None,
 ) -> DemoResult:
     """Walk the calendar from `start` to `end`, one `rotate run` per day at 02:30 London."""
     import httpx
@@ -128,15 +131,17 @@ def run_demo(
 
     started = time.monotonic()
     tmp = Path(workdir or tempfile.mkdtemp(prefix="rotator-demo-"))
-    sim = SimulatedClock(datetime.combine(start, datetime.min.time(), LONDON).replace(hour=2, minute=30))
+    sim = SimulatedClock(
+        datetime.combine(start, datetime.min.time(), LONDON).replace(hour=2, minute=30)
+    )
     with (
         clock.simulated(sim),
         Sandbox(faults=faults, seed=7) as sandbox,
         httpx.Client(timeout=10.0) as console,
     ):
         seeded = sandbox.seed_bandofbakers()
-        notify_key = _notification_key(console, sandbox.base_url, seeded)
-        inventory_file = sandbox_inventory(sandbox, tmp / "world")
+        notify_key = _notification_key(console, sandbox.base_url, seeded) if notify else None
+        inventory_file = sandbox_inventory(sandbox, tmp / "world", notify_email=notify)
         env = {
             "ROTATOR_HOME": str(tmp / "state"),
             "ROTATOR_ACTOR": "cron@demo",
@@ -144,9 +149,19 @@ def run_demo(
         }
         with _environment(env):
             return _walk(
-                sim, sandbox, console, seeded, inventory_file, start, end, emergency_on,
-                emergency_secret, echo, started,
-            )  # fmt: skip
+                sim,
+                sandbox,
+                console,
+                seeded,
+                inventory_file,
+                start,
+                end,
+                emergency_on,
+                emergency_secret,
+                echo,
+                started,
+                on_day,
+            )
 
 
 def _notification_key(console: Any, base: str, seeded: dict[str, Any]) -> str:
@@ -169,10 +184,11 @@ def _walk(
     inventory_file: Path,
     start: date,
     end: date,
-    emergency_on: date,
+    emergency_on: date | None,
     emergency_secret: str,
     echo: Callable[[str], None],
     started: float,
+    on_day: Callable[[date, Any], None] | None = None,
 ) -> DemoResult:
     from rotator import commands
     from rotator import inventory as inv_mod
@@ -216,8 +232,9 @@ def _walk(
             emergencies += 1
             say(day, emergency_secret, "EMERGENCY", "key found in a public repository")
             security = engine("security@bandofbakers")
-            rid = commands.start_emergency(security, security.unit(emergency_secret, None),
-                                           "key found in a public repository")  # fmt: skip
+            rid = commands.start_emergency(
+                security, security.unit(emergency_secret, None), "key found in a public repository"
+            )
             outcome = commands.drive(security, rid)
             security.checkpoint()
             say(day, emergency_secret, "emergency: " + ", ".join(outcome.steps), outcome.status)
@@ -230,6 +247,8 @@ def _walk(
                     say(day, outcome.unit, ", ".join(outcome.steps), detail)
             if not _person_acts(engine, person, inv, day, approved, say):
                 break
+        if on_day is not None:
+            on_day(day, sandbox)
         day += timedelta(days=1)
 
     final = engine("auditor@bandofbakers")
@@ -237,11 +256,14 @@ def _walk(
 
     with final.rt.store.read() as s:
         result = verify_database(
-            s, load_audit_public_key(), Path(str(inv.audit["external_sink"])),
+            s,
+            load_audit_public_key(),
+            Path(str(inv.audit["external_sink"])),
             origin=str(inv.audit["origin"]),
-        )  # fmt: skip
+        )
         events = int(result.entries_total)
     completed: dict[str, int] = {}
+    superseded: dict[str, int] = {}
     with final.rt.store.read() as s:
         from sqlmodel import select
 
@@ -252,10 +274,13 @@ def _walk(
         ).all():
             if rotation.kind == "quarterly" and rotation.state == "completed":
                 completed[record.name] = completed.get(record.name, 0) + 1
+            if rotation.kind == "quarterly" and rotation.state == "superseded":
+                superseded[record.name] = superseded.get(record.name, 0) + 1
     history = [h for h in sandbox.health_history if h.environment == "production"]
     return DemoResult(
         lines=lines,
         cycles_completed=completed,
+        cycles_superseded=superseded,
         emergencies=emergencies,
         verified=result.ok,
         verification=result.summary(),
@@ -303,14 +328,24 @@ def _person_acts(
                     say(day, unit.label, "approve (stakeholder)", "recorded")
                     acted = True
             elif state == "revoked" and r["kind"] == "quarterly":
-                commands.review(engine("security@bandofbakers"), unit, "old credential refused; logs clean")
+                commands.review(
+                    engine("security@bandofbakers"), unit, "old credential refused; logs clean"
+                )
                 say(day, unit.label, "review (security)", "completed")
                 acted = True
     return acted
 
 
 def summary(result: DemoResult) -> str:
-    cycles = ", ".join(f"{k}: {v}" for k, v in sorted(result.cycles_completed.items()))
+    cycles = ", ".join(
+        f"{k}: {v}"
+        + (
+            f" (+{result.cycles_superseded[k]} superseded by an emergency)"
+            if result.cycles_superseded.get(k)
+            else ""
+        )
+        for k, v in sorted(result.cycles_completed.items())
+    )
     return (
         f"\nIn {result.seconds:.1f} s the demo walked a year of daily cron runs against the "
         f"sandbox over real HTTP. Quarterly cycles completed per secret: {cycles}. "

@@ -71,7 +71,9 @@ class Unit:
 
     @property
     def label(self) -> str:
-        return self.spec.name if self.scope_env == "shared" else f"{self.spec.name}[{self.scope_env}]"
+        return (
+            self.spec.name if self.scope_env == "shared" else f"{self.spec.name}[{self.scope_env}]"
+        )
 
     @property
     def env_flag(self) -> str:
@@ -139,7 +141,6 @@ class Engine:
     ) -> None:
         """Append one event in the caller's transaction; failing to write fails the action."""
         from audit.trail import append
-
         from rotator import __version__
 
         try:
@@ -181,7 +182,6 @@ class Engine:
         if not self.events_written:
             return
         from audit.checkpoint import append_to_sink, make_checkpoint
-
         from rotator.keys import load_audit_key
 
         cfg = self.rt.inventory.audit
@@ -263,9 +263,7 @@ class Engine:
         opens = None if inside else window.next_open(now)[0]
         caps = self.rt.provider(unit.spec.provider).capabilities
         approval_required = any(
-            inv.environments[e].require_approval
-            for e in unit.promote_envs
-            if e in inv.environments
+            inv.environments[e].require_approval for e in unit.promote_envs if e in inv.environments
         )
         approved = (
             s.exec(
@@ -407,7 +405,9 @@ class Engine:
                     healthy = self._monitor(rotation_id, fence, unit)
                     if not healthy:
                         steps.append("rollback")
-                        return Outcome(label, "done", steps, "rolled back: production unhealthy"), None
+                        return Outcome(
+                            label, "done", steps, "rolled back: production unhealthy"
+                        ), None
                     if not isinstance(decision, m.Do):
                         with self.rt.store.write() as s:
                             rotation = repo.fenced(s, rotation_id, fence)
@@ -429,7 +429,13 @@ class Engine:
                 steps.append(decision.step)
                 self.rt.progress(f"{label}: {decision.step} {result}")
                 if result != "ok":
-                    status = "failed" if result == "failed" else "person" if result == "person" else "waiting"
+                    status = (
+                        "failed"
+                        if result == "failed"
+                        else "person"
+                        if result == "person"
+                        else "waiting"
+                    )
                     return Outcome(label, status, steps, result), None
             return Outcome(label, "done", steps), None
         except ClaimedElsewhereError as exc:
@@ -499,9 +505,14 @@ class Engine:
     ) -> Secret:
         value = repo.reveal(self.rt.master_key, record, version)
         self.audit(
-            s, "value.decrypted", unit=unit, rotation_id=rotation_id,
-            version=version.id, state=version.state, why=why,
-        )  # fmt: skip
+            s,
+            "value.decrypted",
+            unit=unit,
+            rotation_id=rotation_id,
+            version=version.id,
+            state=version.state,
+            why=why,
+        )
         return value
 
     def _revocation_list(
@@ -559,9 +570,14 @@ class Engine:
             s.add(rotation)
             self._step_result(s, work, status, {})
             self.audit(
-                s, "step.done", unit=work.unit, rotation_id=work.rotation_id,
-                step=work.step, state_from=before, state_to=rotation.state,
-            )  # fmt: skip
+                s,
+                "step.done",
+                unit=work.unit,
+                rotation_id=work.rotation_id,
+                step=work.step,
+                state_from=before,
+                state_to=rotation.state,
+            )
             if rotation.state in m.TERMINAL:
                 rotation.active = False
                 rotation.finished_at = self.rt.clock()
@@ -603,9 +619,13 @@ class Engine:
                 s.add(rotation)
                 self._step_result(s, work, "awaiting-person", {})
                 self.audit(
-                    s, "step.awaiting_person", unit=work.unit, rotation_id=work.rotation_id,
-                    step=work.step, instruction=exc.instruction,
-                )  # fmt: skip
+                    s,
+                    "step.awaiting_person",
+                    unit=work.unit,
+                    rotation_id=work.rotation_id,
+                    step=work.step,
+                    instruction=exc.instruction,
+                )
             self.notify_person(work.unit, work.rotation_id, work.step, exc.instruction)
             return "person"
         if not isinstance(exc, RotatorError):
@@ -633,10 +653,16 @@ class Engine:
             s.add(rotation)
             self._step_result(s, work, "failed", {"error": message})
             self.audit(
-                s, "step.failed", unit=work.unit, rotation_id=work.rotation_id,
-                step=work.step, error=message, http_status=status,
-                attempt=rotation.attempts, outcome=outcome,
-            )  # fmt: skip
+                s,
+                "step.failed",
+                unit=work.unit,
+                rotation_id=work.rotation_id,
+                step=work.step,
+                error=message,
+                http_status=status,
+                attempt=rotation.attempts,
+                outcome=outcome,
+            )
         if outcome == "failed":
             self.notify(
                 "step-failed",
@@ -664,7 +690,15 @@ class Engine:
 
         def apply(s: Session, rotation: Rotation) -> None:
             self._mark_revoked(s, work, retired)
-            self._store_pending(s, work, rotation, generated.value, generated.ref, dict(generated.notes), fingerprint)
+            self._store_pending(
+                s,
+                work,
+                rotation,
+                generated.value,
+                generated.ref,
+                dict(generated.notes),
+                fingerprint,
+            )
             rotation.state = m.GENERATED
 
         return apply
@@ -682,13 +716,27 @@ class Engine:
         record = s.get(SecretRecord, rotation.secret_id)
         assert record is not None
         version = repo.add_version(
-            s, self.rt.master_key, record, value, state=repo.PENDING, ref=ref,
-            fingerprint=fingerprint, rotation_id=rotation.id, notes=notes, at=self.rt.clock(),
-        )  # fmt: skip
+            s,
+            self.rt.master_key,
+            record,
+            value,
+            state=repo.PENDING,
+            ref=ref,
+            fingerprint=fingerprint,
+            rotation_id=rotation.id,
+            notes=notes,
+            at=self.rt.clock(),
+        )
         self.audit(
-            s, "credential.created", unit=work.unit, rotation_id=rotation.id,
-            version=version.id, fingerprint=fingerprint, provider_ref=ref, notes=notes or None,
-        )  # fmt: skip
+            s,
+            "credential.created",
+            unit=work.unit,
+            rotation_id=rotation.id,
+            version=version.id,
+            fingerprint=fingerprint,
+            provider_ref=ref,
+            notes=notes or None,
+        )
 
     def do_validate(self, work: Work) -> Apply:
         assert work.pending is not None, "validate needs the pending value"
@@ -754,15 +802,15 @@ class Engine:
                 if allow_person:
                     raise
                 continue  # retired by the person later, with the final revoke
-            if provider.capabilities.verifiable_revocation and value is not None:
-                if not provider.verify_revoked(ctx, ref, value):
-                    raise RetryLaterError(
-                        f"{work.unit.label}: the provider still accepts credential "
-                        f"{version.id}; revocation is eventual, checking again later",
-                        retry_after=60,
-                        provider=provider.name,
-                        operation="verify_revoked",
-                    )
+            verifiable = provider.capabilities.verifiable_revocation
+            if verifiable and value is not None and not provider.verify_revoked(ctx, ref, value):
+                raise RetryLaterError(
+                    f"{work.unit.label}: the provider still accepts credential "
+                    f"{version.id}; revocation is eventual, checking again later",
+                    retry_after=60,
+                    provider=provider.name,
+                    operation="verify_revoked",
+                )
             done.append(version.id)
         return done
 
@@ -777,9 +825,15 @@ class Engine:
             version.ciphertext = None  # the value is destroyed with the credential
             s.add(version)
             self.audit(
-                s, "credential.revoked", unit=work.unit, rotation_id=work.rotation_id,
-                version=vid, was=was, fingerprint=version.fingerprint, value_destroyed=True,
-            )  # fmt: skip
+                s,
+                "credential.revoked",
+                unit=work.unit,
+                rotation_id=work.rotation_id,
+                version=vid,
+                was=was,
+                fingerprint=version.fingerprint,
+                value_destroyed=True,
+            )
 
     def _require_healthy(self, env: str) -> None:
         from rotator.health import HealthCheck, require_healthy
@@ -875,9 +929,13 @@ class Engine:
             rotation.state = m.PROMOTED
             repo.set_facts(rotation, promoted_at=promoted_at.isoformat())
             self.audit(
-                s, "credential.promoted", unit=work.unit, rotation_id=rotation.id,
-                version=new.id if new else None, previous=old.id if old else None,
-            )  # fmt: skip
+                s,
+                "credential.promoted",
+                unit=work.unit,
+                rotation_id=rotation.id,
+                version=new.id if new else None,
+                previous=old.id if old else None,
+            )
 
         return promoted
 
@@ -907,7 +965,9 @@ class Engine:
             f"{work.unit.label} was rolled back to its previous value: {reason}",
             unit=work.unit,
         )
-        return Outcome(work.unit.label, "done" if result == "ok" else "person", ["rollback"], reason)
+        return Outcome(
+            work.unit.label, "done" if result == "ok" else "person", ["rollback"], reason
+        )
 
     def do_rollback(self, work: Work, reason: str) -> Apply:
         # Before promotion the "old" value is the current one; after, it is the previous.
@@ -936,7 +996,9 @@ class Engine:
                     o.state, n.state = repo.CURRENT, repo.PREVIOUS
                     s.add_all([o, n])
             self._mark_revoked(s, work, revoked)
-            self.audit(s, "rotation.rolled_back", unit=work.unit, rotation_id=rotation.id, reason=reason)
+            self.audit(
+                s, "rotation.rolled_back", unit=work.unit, rotation_id=rotation.id, reason=reason
+            )
             if person is not None and new is not None:
                 rotation.state = m.AWAITING_REVOKE
                 repo.set_facts(rotation, rolling_back=True, revoke=[new[0].id], instruction=person)
@@ -952,7 +1014,11 @@ class Engine:
         send(self, event, text, unit=unit)
 
     def notify_person(self, unit: Unit, rotation_id: str, step: str, instruction: str) -> None:
-        self.notify("person-needed", f"{unit.label}: a person is needed for {step}.\n{instruction}", unit=unit)
+        self.notify(
+            "person-needed",
+            f"{unit.label}: a person is needed for {step}.\n{instruction}",
+            unit=unit,
+        )
 
     # ----------------------------------------------------------------- helpers for commands
     @contextmanager
@@ -1010,7 +1076,9 @@ def _outcome(label: str, steps: list[str], decision: m.Decision) -> Outcome:
     if isinstance(decision, m.AwaitPerson):
         return Outcome(label, "person", steps, decision.action)
     if isinstance(decision, m.Wait):
-        return Outcome(label, "done" if steps else "waiting", steps, decision.reason, decision.until)
+        return Outcome(
+            label, "done" if steps else "waiting", steps, decision.reason, decision.until
+        )
     if isinstance(decision, m.Finished):
         return Outcome(label, "done" if steps else "waiting", steps, decision.state)
     return Outcome(label, "done", steps)

@@ -1,15 +1,15 @@
 """The exceptions of rotator, one root, each leaf mapped to one exit code.
 
     RotatorError                        exit 1   something failed
-    ├── BadInputError                   exit 2   wrong command-line input (unknown secret, bad value)
-    │   ├── InventoryError              exit 3   the inventory file is invalid (all problems listed)
-    │   └── UnknownNameError            exit 2   a secret or environment that is not in the inventory
+    ├── BadInputError                   exit 2   bad command-line input (unknown name, bad value)
+    │   ├── InventoryError              exit 3   the inventory is invalid (all problems listed)
+    │   └── UnknownNameError            exit 2   a secret or environment not in the inventory
     ├── RefusedError                    exit 4   the command is not allowed now (gate, order)
-    ├── KeyMaterialError                exit 5   master/audit/fingerprint key missing, wrong or unsafe
+    ├── KeyMaterialError                exit 5   a key of the tool missing, wrong or unsafe
     ├── StoreError                      exit 6   database unreachable, locked, read-only
     │   └── SchemaOutOfDateError        exit 6   the schema needs `rotate db upgrade`
     ├── ProviderError                   exit 7   a provider call failed
-    │   ├── RetryLaterError                      transient: 429, 5xx, timeout; the step is retried later
+    │   ├── RetryLaterError                      transient (429, 5xx, timeout): retried later
     │   ├── NeedsPersonError                     a person must act (instruction attached)
     │   ├── ProviderRefusedError                 the provider refused (invalid key, bad request)
     │   └── NotSupportedError                    the provider cannot do this operation

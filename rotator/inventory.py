@@ -143,7 +143,9 @@ class _Problems:
         for key in table:
             if key not in allowed:
                 hint = _closest(key, allowed)
-                expected = f"one of {', '.join(allowed)}" + (f" (did you mean {hint!r}?)" if hint else "")
+                expected = f"one of {', '.join(allowed)}" + (
+                    f" (did you mean {hint!r}?)" if hint else ""
+                )
                 self.items.append(f"{path}.{key}: unknown key, expected {expected}")
 
 
@@ -219,9 +221,17 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
 
     p = _Problems()
     top = (
-        "settings", "maintenance_window", "environments", "secrets", "providers",
-        "targets", "credentials", "notifications", "audit", "limits",
-    )  # fmt: skip
+        "settings",
+        "maintenance_window",
+        "environments",
+        "secrets",
+        "providers",
+        "targets",
+        "credentials",
+        "notifications",
+        "audit",
+        "limits",
+    )
     p.unknown("", data, top)
     p.items = [i[1:] if i.startswith(".") else i for i in p.items]
 
@@ -305,8 +315,11 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
                 continue
             kind = t.get("kind")
             if kind not in target_kinds:
-                p.add(f"{tp}.kind", kind if kind is not None else _MISSING,
-                      f"one of {', '.join(sorted(target_kinds))}")  # fmt: skip
+                p.add(
+                    f"{tp}.kind",
+                    kind if kind is not None else _MISSING,
+                    f"one of {', '.join(sorted(target_kinds))}",
+                )
                 continue
             options = {k: v for k, v in t.items() if k != "kind"}
             for problem in _target_problems(str(kind), options):
@@ -330,30 +343,43 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
         if scope not in SCOPES:
             p.add(f"{sp}.scope", scope, f"one of {', '.join(SCOPES)}")
             scope = "shared"
-        options = _table(p, s, "options", f"{sp}.options")
+        provider_options = _table(p, s, "options", f"{sp}.options")
         per_env = _table(p, s, "environments", f"{sp}.environments")
         for env_name, env_opts in per_env.items():
             if env_name not in envs_raw:
-                p.add(f"{sp}.environments.{env_name}", env_name,
-                      f"an environment defined under [environments] ({', '.join(envs_raw)})")  # fmt: skip
+                p.add(
+                    f"{sp}.environments.{env_name}",
+                    env_name,
+                    f"an environment defined under [environments] ({', '.join(envs_raw)})",
+                )
             if not isinstance(env_opts, dict):
                 p.add(f"{sp}.environments.{env_name}", env_opts, "a table of provider options")
         if scope == "per-environment" and not per_env:
-            p.add(f"{sp}.environments", _MISSING,
-                  "one [secrets.<name>.environments.<env>] table per environment")  # fmt: skip
+            p.add(
+                f"{sp}.environments",
+                _MISSING,
+                "one [secrets.<name>.environments.<env>] table per environment",
+            )
         if scope == "shared":
             for env_name in SHARED_ENVIRONMENTS:
                 if env_name not in envs_raw:
-                    p.add("environments", sorted(envs_raw),
-                          f"a {env_name!r} environment for the shared secret {name}")  # fmt: skip
+                    p.add(
+                        "environments",
+                        sorted(envs_raw),
+                        f"a {env_name!r} environment for the shared secret {name}",
+                    )
         variable = s.get("variable", name)
         if not isinstance(variable, str) or not _ENV_VAR.match(variable):
             p.add(f"{sp}.variable", variable, "an environment variable name")
             variable = str(name)
         secrets[str(name)] = SecretSpec(
-            str(name), str(provider), str(scope), dict(options),
-            {k: dict(v) for k, v in per_env.items() if isinstance(v, dict)}, variable,
-        )  # fmt: skip
+            str(name),
+            str(provider),
+            str(scope),
+            dict(provider_options),
+            {k: dict(v) for k, v in per_env.items() if isinstance(v, dict)},
+            variable,
+        )
 
     credentials: dict[str, CredentialRef] = {}
     for name, ref in _table(p, data, "credentials", "credentials").items():
@@ -385,8 +411,11 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
         for i, ch in enumerate(raw_channels):
             chp = f"notifications.channels[{i}]"
             if not isinstance(ch, dict) or ch.get("kind") not in ("email", "webhook", "command"):
-                p.add(f"{chp}.kind", ch.get("kind") if isinstance(ch, dict) else ch,
-                      "one of email, webhook, command")  # fmt: skip
+                p.add(
+                    f"{chp}.kind",
+                    ch.get("kind") if isinstance(ch, dict) else ch,
+                    "one of email, webhook, command",
+                )
                 continue
             allowed = {
                 "email": ("kind", "to", "sender", "api_key"),
@@ -444,7 +473,9 @@ def _urls(p: _Problems, data: Mapping[str, Any], key: str) -> dict[str, dict[str
         urls: dict[str, str] = {}
         for k, v in table.items():
             if not k.endswith("_url"):
-                p.items.append(f"{tp}.{k}: unknown key, expected keys ending in _url (base_url, token_url...)")
+                p.items.append(
+                    f"{tp}.{k}: unknown key, expected keys ending in _url (base_url, token_url...)"
+                )
                 continue
             if not isinstance(v, str) or not v.startswith(("http://", "https://")):
                 p.add(f"{tp}.{k}", v, "an http:// or https:// URL")

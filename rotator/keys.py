@@ -174,7 +174,5 @@ def init_keys(directory: Path | None = None) -> list[Path]:
     _write_new(target / MASTER_FILE, (new_master_key_text() + "\n").encode())
     _write_new(target / AUDIT_FILE, private_pem)
     _write_new(target / AUDIT_PUBLIC_FILE, public_pem, 0o644)
-    _write_new(
-        target / FINGERPRINT_FILE, base64.b64encode(_random.token_bytes(32)) + b"\n"
-    )
+    _write_new(target / FINGERPRINT_FILE, base64.b64encode(_random.token_bytes(32)) + b"\n")
     return [target / n for n in names]

@@ -159,34 +159,64 @@ class Row:
 # DESIGN.md §3, quarterly: month 1 plan/generate/stage, 2 validate, 3 promote/monitor,
 # 4 revoke/review.
 QUARTERLY_TABLE: tuple[Row, ...] = (
-    Row(PLANNED, "generate", (_month(1), previous_revoked), GENERATED,
-        waiting=AWAITING_SUPPLY, person="create a new credential and hand it over",
-        command="rotate supply {secret}{env}"),
+    Row(
+        PLANNED,
+        "generate",
+        (_month(1), previous_revoked),
+        GENERATED,
+        waiting=AWAITING_SUPPLY,
+        person="create a new credential and hand it over",
+        command="rotate supply {secret}{env}",
+    ),
     Row(GENERATED, "stage", (_month(1),), STAGED),
     Row(STAGED, "validate", (_month(2), soaked), VALIDATED),
     Row(VALIDATED, "promote", (_month(3), approved, in_window), PROMOTED),
     Row(PROMOTED, "monitor", (monitored,), MONITORED),
-    Row(MONITORED, "revoke", (_month(4), revoke_delay), REVOKED,
-        waiting=AWAITING_REVOKE, person="revoke the old credential at the provider",
-        command="rotate confirm {secret}{env} --step revoke"),
-    Row(REVOKED, "review", (), COMPLETED, human=True,
+    Row(
+        MONITORED,
+        "revoke",
+        (_month(4), revoke_delay),
+        REVOKED,
+        waiting=AWAITING_REVOKE,
+        person="revoke the old credential at the provider",
+        command="rotate confirm {secret}{env} --step revoke",
+    ),
+    Row(
+        REVOKED,
+        "review",
+        (),
+        COMPLETED,
+        human=True,
         person="record the security review of this cycle",
-        command='rotate review {secret}{env} --note "..."'),
-)  # fmt: skip
+        command='rotate review {secret}{env} --note "..."',
+    ),
+)
 
 # DESIGN.md §3, emergency: assess, generate, stage (+validate), promote, revoke, notify —
 # no month gate, no window, no soak.
 EMERGENCY_TABLE: tuple[Row, ...] = (
-    Row(ASSESSED, "generate", (), GENERATED,
-        waiting=AWAITING_SUPPLY, person="create a new credential and hand it over",
-        command="rotate supply {secret}{env}"),
+    Row(
+        ASSESSED,
+        "generate",
+        (),
+        GENERATED,
+        waiting=AWAITING_SUPPLY,
+        person="create a new credential and hand it over",
+        command="rotate supply {secret}{env}",
+    ),
     Row(GENERATED, "stage", (), STAGED),
     Row(STAGED, "promote", (), PROMOTED),
-    Row(PROMOTED, "revoke", (), REVOKED,
-        waiting=AWAITING_REVOKE, person="revoke every compromised credential at the provider",
-        command="rotate confirm {secret}{env} --step revoke"),
+    Row(
+        PROMOTED,
+        "revoke",
+        (),
+        REVOKED,
+        waiting=AWAITING_REVOKE,
+        person="revoke every compromised credential at the provider",
+        command="rotate confirm {secret}{env} --step revoke",
+    ),
     Row(REVOKED, "notify", (), COMPLETED),
-)  # fmt: skip
+)
 
 TABLES = {QUARTERLY: QUARTERLY_TABLE, EMERGENCY: EMERGENCY_TABLE}
 

@@ -68,11 +68,17 @@ def send(engine: Engine, event: str, text: str, *, unit: Unit | None = None) -> 
             failed.append(name)
     with rt.store.write() as s:
         for name, ok, error in results:
-            s.add(NotificationLog(dedupe_key=key, day=day, channel=name, ok=ok, error=error, at=now))
+            s.add(
+                NotificationLog(dedupe_key=key, day=day, channel=name, ok=ok, error=error, at=now)
+            )
             engine.audit(
-                s, "notification.sent" if ok else "notification.failed", unit=unit,
-                notification=event, channel=name, error=error,
-            )  # fmt: skip
+                s,
+                "notification.sent" if ok else "notification.failed",
+                unit=unit,
+                notification=event,
+                channel=name,
+                error=error,
+            )
     return failed
 
 
@@ -82,9 +88,13 @@ def _deliver(engine: Engine, channel: dict[str, Any] | Any, payload: dict[str, A
     subject = f"[rotator] {payload['event']}: {payload['secret'] or 'all secrets'}"
     if kind == "webhook":
         response = rt.http.request(
-            "POST", channel["url"], provider="notify", operation="webhook", idempotent=False,
+            "POST",
+            channel["url"],
+            provider="notify",
+            operation="webhook",
+            idempotent=False,
             json={"text": f"{subject}\n{payload['text']}", **payload},
-        )  # fmt: skip
+        )
         if response.status_code >= 300:
             raise RuntimeError(f"webhook answered HTTP {response.status_code}")
     elif kind == "email":
@@ -92,16 +102,24 @@ def _deliver(engine: Engine, channel: dict[str, Any] | Any, payload: dict[str, A
         api_key = rt.credentials.secret(channel.get("api_key", "resend_notifications"))
         to = channel["to"] if isinstance(channel["to"], list) else [channel["to"]]
         response = rt.http.request(
-            "POST", f"{base}/emails", provider="notify", operation="send-email", idempotent=False,
+            "POST",
+            f"{base}/emails",
+            provider="notify",
+            operation="send-email",
+            idempotent=False,
             headers={"Authorization": f"Bearer {api_key.reveal()}"},
-            json={"from": channel.get("sender", "rotator@localhost"), "to": to,
-                  "subject": subject, "text": payload["text"]},
-        )  # fmt: skip
+            json={
+                "from": channel.get("sender", "rotator@localhost"),
+                "to": to,
+                "subject": subject,
+                "text": payload["text"],
+            },
+        )
         if response.status_code >= 300:
             raise RuntimeError(f"Resend send-email answered HTTP {response.status_code}")
     elif kind == "command":
         argv = shlex.split(channel["command"])
-        done = subprocess.run(  # noqa: S603 - the operator's own configured hook
+        done = subprocess.run(
             argv, input=json.dumps(payload).encode(), capture_output=True, timeout=60, check=False
         )
         if done.returncode != 0:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlmodel import col, select
 
 from rotator.errors import KeyMaterialError
-from rotator.runtime import default_actor
 from rotator.keys import MasterKey
+from rotator.runtime import default_actor
 from rotator.store.db import Store
 from rotator.store.models import CredentialVersion, SecretRecord
 from rotator.vault import associated_data, decrypt, encrypt
@@ -35,9 +35,12 @@ def rewrap(store: Store, old: MasterKey, new: MasterKey) -> int:
             aad = associated_data(record.name, record.scope_env, version.id)
             assert version.ciphertext is not None
             value = decrypt(
-                old, version.ciphertext, aad, stored_key_id=old.key_id,
+                old,
+                version.ciphertext,
+                aad,
+                stored_key_id=old.key_id,
                 what=f"the stored value of {record.name} (version {version.id})",
-            )  # fmt: skip
+            )
             version.ciphertext = encrypt(new, value, aad)
             version.key_id = new.key_id
             s.add(version)
@@ -46,9 +49,11 @@ def rewrap(store: Store, old: MasterKey, new: MasterKey) -> int:
             from audit.trail import append
 
             append(
-                s, event_type="keys.rewrapped", actor=default_actor(),
+                s,
+                event_type="keys.rewrapped",
+                actor=default_actor(),
                 details={"values": count, "from_key_id": old.key_id, "to_key_id": new.key_id},
-            )  # fmt: skip
+            )
     return count
 
 

@@ -51,7 +51,14 @@ def sandbox_inventory(
     parts = overrides.split("__TARGETS__")
     staging_targets = _targets(account, "staging", "preview")
     production_targets = _targets(account, "production", "production")
-    overrides = parts[0] + staging_targets + parts[1] + "require_approval = true\n" + production_targets + parts[2]
+    overrides = (
+        parts[0]
+        + staging_targets
+        + parts[1]
+        + "require_approval = true\n"
+        + production_targets
+        + parts[2]
+    )
     text = f"""\
 # Band of Bakers pointed at the sandbox at {sandbox.base_url} (written by rotator).
 [settings]
@@ -67,7 +74,7 @@ end = "04:00"
 
 [environments.local]
 url = "http://localhost:3000"
-targets = [{{ kind = "dotenv", path = "{workdir / '.env.local'}" }}]
+targets = [{{ kind = "dotenv", path = "{workdir / ".env.local"}" }}]
 
 [secrets.BANDOFBAKERS_RESEND_API_KEY]
 provider = "resend"
@@ -100,7 +107,7 @@ channels = [{", ".join(channels)}]
 [audit]
 origin = "sandbox.bandofbakers.example/rotator"
 checkpoint_every = 1000
-external_sink = "{workdir / 'audit-checkpoints.log'}"
+external_sink = "{workdir / "audit-checkpoints.log"}"
 {extra}
 """
     path = workdir / "inventory.toml"

@@ -6,6 +6,7 @@ at the start of a transaction instead of failing half-way with "database is lock
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,10 +93,9 @@ def _sqlite_engine(url: str) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
-        try:
+        # A read-only file keeps its journal mode; reading still works.
+        with contextlib.suppress(Exception):
             cur.execute("PRAGMA journal_mode=WAL")
-        except Exception:  # a read-only file keeps its journal mode; reading still works
-            pass
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -26,7 +26,8 @@ def test_help_and_version_do_not_import_sqlalchemy_httpx_or_cryptography() -> No
         "        app(argv, prog_name='rotate', standalone_mode=False)\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "heavy = [m for m in ('sqlalchemy', 'sqlmodel', 'httpx', 'cryptography') if m in sys.modules]\n"
+        "names = ('sqlalchemy', 'sqlmodel', 'httpx', 'cryptography')\n"
+        "heavy = [m for m in names if m in sys.modules]\n"
         "print('HEAVY=' + ','.join(heavy))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -58,13 +59,19 @@ def test_check_reports_three_problems(state_dir: Path, tmp_path: Path) -> None:
     done = rotate("check", "--offline", "-i", str(bad))
     assert done.returncode == 3
     assert "3 problem(s)" in done.stderr
-    for path in ("settings.soakk", "settings.time_zone", "secrets.BANDOFBAKERS_STRIPE_SECRET_KEY.provider"):
+    for path in (
+        "settings.soakk",
+        "settings.time_zone",
+        "secrets.BANDOFBAKERS_STRIPE_SECRET_KEY.provider",
+    ):
         assert path in done.stderr
 
 
 def test_import_status_and_canary(state_dir: Path) -> None:
     rotate("init")
-    imported = rotate("import", "BANDOFBAKERS_RESEND_API_KEY", "-i", str(EXAMPLE), input=CANARY + "\n")
+    imported = rotate(
+        "import", "BANDOFBAKERS_RESEND_API_KEY", "-i", str(EXAMPLE), input=CANARY + "\n"
+    )
     assert imported.returncode == 0, imported.stderr
     status = rotate("status", "--json", "-i", str(EXAMPLE))
     assert status.returncode == 0, status.stderr
@@ -99,9 +106,7 @@ def _credentials_env(tmp_path: Path) -> dict[str, str]:
     sa.write_text("{}")
     os.chmod(sa, 0o600)
     inv = tmp_path / "inv.toml"
-    inv.write_text(
-        EXAMPLE.read_text().replace("/etc/rotator/gcp-service-account.json", str(sa))
-    )
+    inv.write_text(EXAMPLE.read_text().replace("/etc/rotator/gcp-service-account.json", str(sa)))
     return {"CLOUDFLARE_API_TOKEN": "cf", "ROTATOR_NOTIFY_RESEND_KEY": "re", "INV": str(inv)}
 
 
@@ -109,7 +114,9 @@ def test_moved_database_needs_the_old_key_then_rewrap(state_dir: Path, tmp_path:
     rotate("init")
     env = _credentials_env(tmp_path)
     inv = env.pop("INV")
-    assert rotate("import", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv, input="re_1\n").returncode == 0
+    assert (
+        rotate("import", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv, input="re_1\n").returncode == 0
+    )
     assert rotate("check", "-i", inv, env=env).returncode == 0
     old_key = state_dir / "keys" / "master.key"
     moved = tmp_path / "old-master.key"
@@ -146,5 +153,7 @@ def test_postgres_old_schema_is_refused_until_upgrade(state_dir: Path, pg_url: s
     assert "rotate db upgrade" in refused.stderr
     assert rotate("db", "upgrade", env=env).returncode == 0
     assert rotate("status", "-i", str(EXAMPLE), env=env).returncode == 0
-    imported = rotate("import", "BANDOFBAKERS_RESEND_API_KEY", "-i", str(EXAMPLE), input="re_pg\n", env=env)
+    imported = rotate(
+        "import", "BANDOFBAKERS_RESEND_API_KEY", "-i", str(EXAMPLE), input="re_pg\n", env=env
+    )
     assert imported.returncode == 0, imported.stderr

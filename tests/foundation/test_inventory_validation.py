@@ -70,12 +70,22 @@ def test_per_environment_options_name_unknown_environment() -> None:
         (("maintenance_window", "days"), ["tues"], "maintenance_window.days"),
         (("maintenance_window", "start"), "2am", "maintenance_window.start"),
         (("environments", "staging", "url"), "staging.example", "environments.staging.url"),
-        (("secrets", "GOOGLE_CLIENT_SECRET", "scope"), "global", "secrets.GOOGLE_CLIENT_SECRET.scope"),
+        (
+            ("secrets", "GOOGLE_CLIENT_SECRET", "scope"),
+            "global",
+            "secrets.GOOGLE_CLIENT_SECRET.scope",
+        ),
         (("providers", "resend", "base_url"), "api.resend.com", "providers.resend.base_url"),
-        (("credentials", "cloudflare_api_token"), {"value": "abc"}, "credentials.cloudflare_api_token"),
+        (
+            ("credentials", "cloudflare_api_token"),
+            {"value": "abc"},
+            "credentials.cloudflare_api_token",
+        ),
     ],
 )
-def test_each_bad_value_names_its_key_path(path: tuple[str, ...], value: Any, expected: str) -> None:
+def test_each_bad_value_names_its_key_path(
+    path: tuple[str, ...], value: Any, expected: str
+) -> None:
     data = _example()
     table = data
     for key in path[:-1]:

@@ -25,7 +25,7 @@ def test_init_writes_0600_files_and_refuses_to_overwrite(state_dir: Path) -> Non
 
 def test_key_file_readable_by_others_is_refused(keys: Path) -> None:
     os.chmod(keys / MASTER_FILE, 0o644)
-    with pytest.raises(KeyMaterialError, match="readable by others.*chmod 600"):
+    with pytest.raises(KeyMaterialError, match=r"readable by others.*chmod 600"):
         load_master_key()
 
 
@@ -47,10 +47,14 @@ def test_ciphertext_is_bound_to_its_secret(keys: Path) -> None:
     assert b"re_canary" not in blob
     assert decrypt(key, blob, aad, stored_key_id=key.key_id, what="x").reveal() == "re_canary"
     with pytest.raises(KeyMaterialError, match="altered or moved"):
-        decrypt(key, blob, associated_data("STRIPE", "shared", "v1"), stored_key_id=key.key_id, what="x")
+        decrypt(
+            key, blob, associated_data("STRIPE", "shared", "v1"), stored_key_id=key.key_id, what="x"
+        )
 
 
-def test_wrong_key_names_both_key_ids(keys: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_key_names_both_key_ids(
+    keys: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     key = load_master_key()
     aad = associated_data("A", "shared", "v")
     blob = encrypt(key, Secret("x"), aad)

@@ -18,7 +18,14 @@ from rotator.secret import MASK, MaskingJSONEncoder, Secret, read_secret_input
 def test_value_never_shows(value: str) -> None:
     s = Secret(value)
     assert s.reveal() == value
-    for shown in (repr(s), str(s), f"{s}", f"{s!r}", "%s" % s, json.dumps({"v": s}, cls=MaskingJSONEncoder)):
+    for shown in (
+        repr(s),
+        str(s),
+        f"{s}",
+        f"{s!r}",
+        "%s" % (s,),  # noqa: UP031 - the %-operator path must mask too
+        json.dumps({"v": s}, cls=MaskingJSONEncoder),
+    ):
         assert MASK in shown
         if len(value) > 3 and value not in MASK and value not in "Secret('')":
             assert value not in shown
