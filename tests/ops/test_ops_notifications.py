@@ -1,0 +1,120 @@
+"""Notifications against the sandbox: emergency emails and webhooks, daily reminders, failures."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+from ops_world import WebhookReceiver, closed_port_url, ops_world
+from sqlmodel import select
+
+from rotator import commands
+from rotator.metrics import render_metrics
+from rotator.notify import notification_failures, remind_pending
+from rotator.store.models import AuditEvent
+
+RESEND = "BANDOFBAKERS_RESEND_API_KEY"
+STRIPE = "BANDOFBAKERS_STRIPE_SECRET_KEY"
+
+
+def _events(engine, event_type: str) -> list[dict]:
+    with engine.rt.store.read() as s:
+        rows = s.exec(select(AuditEvent).where(AuditEvent.event_type == event_type)).all()
+        return [json.loads(r.entry) for r in rows]
+
+
+def test_an_emergency_sends_one_started_and_one_finished_email_and_webhook(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    with WebhookReceiver() as hook, ops_world(tmp_path, webhook_url=hook.url) as world:
+        security = world.engine("security@test")
+        unit = security.unit(RESEND, None)
+        rid = commands.start_emergency(security, unit, "key pasted in a public issue")
+        outcome = commands.drive(security, rid)
+        security.checkpoint()
+        assert outcome.status == "done", outcome
+
+        emails = world.sandbox.emails
+        subjects = [e.subject for e in emails]
+        assert sum("emergency-started" in s for s in subjects) == 1, subjects
+        assert sum("emergency-finished" in s for s in subjects) == 1, subjects
+        assert len(emails) == 2, subjects
+        assert all(e.to == ["security@bandofbakers.example"] for e in emails)
+        started = next(e for e in emails if "emergency-started" in e.subject)
+        assert "key pasted in a public issue" in started.text
+        assert "security@test" in started.text
+
+        events = [b["event"] for b in hook.bodies]
+        assert events.count("emergency-started") == 1, events
+        assert events.count("emergency-finished") == 1, events
+        assert all(b["secret"] == RESEND for b in hook.bodies)
+        assert all(b["text"].startswith("[rotator] ") for b in hook.bodies)
+
+        values = world.issued_values()
+        assert len(values) > 8  # old and new Resend keys, Stripe, Google, Cloudflare...
+        sent = [e.subject + "\n" + e.text for e in emails] + [r.decode() for r in hook.raw]
+        for value in values:
+            for message in sent:
+                assert value not in message
+
+
+def test_a_pending_supply_is_reminded_once_a_day_over_ten_daily_runs(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    with (
+        WebhookReceiver() as hook,
+        ops_world(
+            tmp_path, start=date(2027, 1, 1), webhook_url=hook.url, notify_email=False
+        ) as world,
+    ):
+        for n in range(10):
+            world.at(date(2027, 1, 1) + timedelta(days=n))
+            engine = world.engine()
+            engine.run()
+            # Hourly cron on the same day must not remind again.
+            remind_pending(engine)
+            world.sim.sleep(3600)
+            remind_pending(world.engine())
+
+        stripe = [b for b in hook.bodies if b["event"] == "person-needed" and b["secret"] == STRIPE]
+        days = [b["time"][:10] for b in stripe]
+        assert len(stripe) == 10, days
+        assert len(set(days)) == 10
+        assert "rotate supply BANDOFBAKERS_STRIPE_SECRET_KEY" in stripe[0]["text"]
+        assert "Dashboard" in stripe[0]["text"]
+
+
+def test_a_failing_channel_leaves_the_rotation_done_and_is_audited(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    with ops_world(tmp_path, webhook_url=closed_port_url(), notify_email=False) as world:
+        security = world.engine("security@test")
+        unit = security.unit(RESEND, None)
+        rid = commands.start_emergency(security, unit, "leaked in a log")
+        outcome = commands.drive(security, rid)
+        security.checkpoint()
+        assert outcome.status == "done", outcome
+        assert "notify" in outcome.steps
+
+        row = next(r for r in commands.status(security) if r["secret"] == RESEND)
+        assert row["rotations"] == []  # finished, not stuck on the broken channel
+        shown = commands.show(security, unit)
+        assert shown["rotations"][-1]["state"] == "completed"
+
+        failed = _events(security, "notification.failed")
+        assert {e["details"]["notification"] for e in failed} >= {
+            "emergency-started",
+            "emergency-finished",
+        }
+        assert all(e["details"]["channel"] == "webhook[0]" for e in failed)
+        assert all(e["secret"] == RESEND for e in failed)
+        # The error names the channel, never its URL (a Slack webhook URL is a credential).
+        assert all("127.0.0.1" not in e["details"]["error"] for e in failed)
+
+        listed = notification_failures(security)
+        assert listed and listed[0]["channel"] == "webhook[0]"
+        assert listed[0]["secret"] == RESEND
+
+        text = render_metrics(security)
+        assert 'rotator_notification_failures_total{channel="webhook[0]"} 2' in text
