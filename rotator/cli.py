@@ -135,7 +135,7 @@ def _outcomes(outcomes: list[Outcome], as_json: bool) -> int:
             counts[o.status] = counts.get(o.status, 0) + 1
         summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing due"
         typer.echo(f"summary: {summary}")
-    return 1 if any(o.status == "failed" for o in outcomes) else 0
+    return 1 if any(o.status in ("failed", "retrying") for o in outcomes) else 0
 
 
 # ------------------------------------------------------------------------- setup
@@ -229,6 +229,12 @@ def status(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
         typer.echo(
             f"{row['secret']:<46} {row['provider']:<13} {row['scope']:<11} {age:>7}  {flight}"
         )
+    for row in rows:
+        for failure in row.get("notification_failures", []):
+            typer.echo(
+                f"notification channel {failure['channel']} failed at {failure['time']}: "
+                f"{failure['error']}"
+            )
 
 
 # ------------------------------------------------------------------------- sequences
@@ -244,8 +250,16 @@ def run(
     if dry_run:
         plan(inventory=inventory, at=None, as_json=as_json)
         return
-    engine = _engine(inventory)
-    code = _outcomes(engine.run(), as_json)
+    from rotator.runlock import RunLock, startup_delay
+
+    with RunLock():
+        startup_delay(say=_echo_err if os.environ.get("ROTATOR_PROGRESS") == "1" else None)
+        engine = _engine(inventory)
+        code = _outcomes(engine.run(), as_json)
+        if code == 0:
+            from rotator.metrics import record_successful_run
+
+            record_successful_run(engine)
     raise typer.Exit(code)
 
 
@@ -507,6 +521,27 @@ def providers(as_json: JsonOpt = False) -> None:
         return
     for row in rows:
         typer.echo("  ".join(f"{k}={v}" for k, v in row.items()))
+
+
+@app.command()
+def metrics(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write this file atomically (node_exporter textfile collector), not stdout.",
+        ),
+    ] = None,
+    inventory: InventoryOpt = None,
+) -> None:
+    """Print Prometheus metrics: per secret age, next gate, state, failures; the last run."""
+    from rotator.metrics import render_metrics, write_metrics_file
+
+    text = render_metrics(_engine(inventory))
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        write_metrics_file(text, out)
 
 
 @app.command()
@@ -827,7 +862,10 @@ def audit_report(
 def main() -> NoReturn:
     """Run the CLI; turn errors into one clear line and a documented exit code."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns the exit code of `typer.Exit` instead of
+        # raising it.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except RotatorError as exc:
         _echo_err(f"error: {exc}")
         sys.exit(exc.exit_code)
@@ -850,7 +888,6 @@ def main() -> NoReturn:
         where = _write_traceback(exc)
         _echo_err(f"internal error: {type(exc).__name__}; the traceback (no values) is in {where}")
         sys.exit(EXIT_INTERNAL)
-    sys.exit(0)
 
 
 def _write_traceback(exc: BaseException) -> str:

@@ -528,6 +528,13 @@ def status(engine: Engine) -> list[dict[str, Any]]:
                     "rotations": in_flight,
                 }
             )
+    from rotator.notify import notification_failures
+
+    failures = notification_failures(engine)
+    for row in rows:
+        row["notification_failures"] = [
+            f for f in failures if f["secret"] == row["secret"] and f["scope"] == row["scope"]
+        ]
     return rows
 
 

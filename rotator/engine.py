@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from sqlmodel import Session, col, select
 
 from rotator import machine as m
 from rotator import repository as repo
-from rotator.clock import as_utc
+from rotator.clock import FAKE_TIME_ENV, as_utc
 from rotator.errors import (
     AuditWriteError,
     ClaimedElsewhereError,
@@ -151,7 +152,10 @@ class Engine:
                 secret=unit.spec.name if unit else None,
                 environment=(unit.scope_env if unit else None),
                 rotation_id=rotation_id,
-                details={k: v for k, v in details.items() if v is not None},
+                details={
+                    **{k: v for k, v in details.items() if v is not None},
+                    **({"clock": "fake"} if os.environ.get(FAKE_TIME_ENV) else {}),
+                },
                 host=self.rt.host,
                 tool_version=__version__,
             )
@@ -356,11 +360,17 @@ class Engine:
             if waiting_publish is not None:
                 batch.append(waiting_publish)
         if batch:
-            for outcome in self._publish(batch):
+            published = self._publish(batch)
+            for outcome in published:
                 _merge(outcomes, outcome)
-            for work in batch:
-                outcome, _ = self._advance(work.rotation_id, publish_later=False)
-                _merge(outcomes, outcome)
+            # Only what published cleanly moves on now; a failure waits for its retry time.
+            for work, outcome in zip(batch, published, strict=True):
+                if outcome.status == "done":
+                    again, _ = self._advance(work.rotation_id, publish_later=False)
+                    _merge(outcomes, again)
+        from rotator.notify import remind_pending
+
+        remind_pending(self)
         self.checkpoint()
         return list(outcomes.values())
 
@@ -429,14 +439,8 @@ class Engine:
                 steps.append(decision.step)
                 self.rt.progress(f"{label}: {decision.step} {result}")
                 if result != "ok":
-                    status = (
-                        "failed"
-                        if result == "failed"
-                        else "person"
-                        if result == "person"
-                        else "waiting"
-                    )
-                    return Outcome(label, status, steps, result), None
+                    message = self._last_error(rotation_id) or result
+                    return Outcome(label, _status_of(result), steps, message), None
             return Outcome(label, "done", steps), None
         except ClaimedElsewhereError as exc:
             return Outcome(label, "claimed", steps, str(exc)), None
@@ -671,6 +675,17 @@ class Engine:
             )
         return outcome
 
+    def _last_error(self, rotation_id: str) -> str:
+        with self.rt.store.read() as s:
+            rotation = s.get(Rotation, rotation_id)
+            if rotation is None or not rotation.last_error:
+                return ""
+            when = rotation.next_check_at
+            if rotation.state == m.FAILED:
+                return f"needs a person: {rotation.last_error}"
+            retry = f"; retrying after {as_utc(when).isoformat()}" if when else ""
+            return f"{rotation.last_error}{retry}"
+
     # ----------------------------------------------------------------- side effects
     def ctx(self, work: Work) -> Any:
         current = work.current
@@ -882,7 +897,14 @@ class Engine:
                     outcomes.append(self._rollback_now(work, str(exc)))
                     continue
                 result = self._fail_or_wait(work, exc)
-                outcomes.append(Outcome(work.unit.label, _status_of(result), [work.step], result))
+                outcomes.append(
+                    Outcome(
+                        work.unit.label,
+                        _status_of(result),
+                        [work.step],
+                        self._last_error(work.rotation_id),
+                    )
+                )
                 continue
             self._finish(work, apply)
             self.rt.progress(f"{work.unit.label}: {work.step} ok")
@@ -981,6 +1003,9 @@ class Engine:
             for env in envs:
                 self._require_healthy(env)
         to_revoke: list[tuple[CredentialVersion, Secret | None]] = [new] if new else []
+        # The restored value is the one in use again: providers that sign in with the
+        # current credential (Resend) must use it, not the one being revoked.
+        work.current = old
         try:
             revoked = self._revoke_all(work, to_revoke, allow_person=True)
             person = None
@@ -1069,7 +1094,9 @@ def _when(value: object) -> datetime | None:
 
 
 def _status_of(result: str) -> str:
-    return {"ok": "done", "person": "person", "failed": "failed"}.get(result, "waiting")
+    return {"ok": "done", "person": "person", "failed": "failed", "retry": "retrying"}.get(
+        result, "waiting"
+    )
 
 
 def _outcome(label: str, steps: list[str], decision: m.Decision) -> Outcome:
@@ -1084,7 +1111,7 @@ def _outcome(label: str, steps: list[str], decision: m.Decision) -> Outcome:
     return Outcome(label, "done", steps)
 
 
-_RANK = {"failed": 4, "person": 3, "claimed": 2, "done": 1, "waiting": 0}
+_RANK = {"failed": 5, "retrying": 4, "person": 3, "claimed": 2, "done": 1, "waiting": 0}
 
 
 def _merge(outcomes: dict[str, Outcome], new: Outcome) -> None:

@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+# `rotate run` waits a random delay when not on a terminal (as certbot renew does);
+# every test runs it from a pipe, so the delay is off for the whole suite.
+os.environ["ROTATOR_NO_DELAY"] = "1"
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "bandofbakers.toml"
 PG_ADMIN_URL = os.environ.get(
     "ROTATOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

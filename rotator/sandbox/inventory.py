@@ -13,6 +13,8 @@ from rotator.sandbox.world import GCP_PROJECT
 
 CLOUDFLARE_TOKEN_ENV = "ROTATOR_SANDBOX_CLOUDFLARE_TOKEN"  # noqa: S105 (a variable name)
 NOTIFY_KEY_ENV = "ROTATOR_SANDBOX_NOTIFY_KEY"
+POLL_INTERVAL = 0.05
+"""The sandbox's Pages builds advance one stage per poll; nothing is gained by waiting."""
 
 
 def sandbox_inventory(
@@ -121,7 +123,7 @@ def _targets(account: str, env: str, deployment: str) -> str:
         f'  {{ kind = "cloudflare-workers", account_id = "{account}", '
         f'script = "bandofbakers-{env}" }},\n'
         f'  {{ kind = "cloudflare-pages", account_id = "{account}", project = "bandofbakers", '
-        f'deployment = "{deployment}" }},\n'
+        f'deployment = "{deployment}", poll_interval = {POLL_INTERVAL} }},\n'
         "]\n"
     )
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
+from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, ClassVar
 
@@ -142,9 +143,14 @@ def load_targets(
     return targets
 
 
+@cache
+def _installed_targets() -> dict[str, type[Target]]:
+    return load_targets()
+
+
 def get_target(kind: str) -> type[Target]:
-    """Return the target class registered as `kind`."""
-    targets = load_targets()
+    """Return the target class registered as `kind` (plugins are loaded once per process)."""
+    targets = _installed_targets()
     try:
         return targets[kind]
     except KeyError:

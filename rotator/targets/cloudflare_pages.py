@@ -41,6 +41,7 @@ class PagesVariableTarget(Target):
     }
     optional_options: ClassVar[Mapping[str, str]] = {
         "redeploy_timeout": "seconds to wait for the redeploy (default 900)",
+        "poll_interval": "seconds before the first poll of the redeploy, doubling (default 2)",
     }
 
     @classmethod
@@ -53,6 +54,11 @@ class PagesVariableTarget(Target):
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
         ):
             yield "redeploy_timeout: must be a positive number of seconds"
+        interval = options.get("poll_interval")
+        if interval is not None and (
+            isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0
+        ):
+            yield "poll_interval: must be a positive number of seconds"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -177,7 +183,7 @@ class PagesVariableTarget(Target):
         api = self._api()
         path = f"{self._project_path()}/deployments/{segment(deployment_id)}"
         waited = 0.0
-        delay = FIRST_POLL_DELAY
+        delay = float(self.options.get("poll_interval", FIRST_POLL_DELAY))
         while True:
             found = api.call("GET", path, operation="poll deployment", idempotent=True)
             outcome, stage = _progress(found)
