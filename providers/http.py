@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -125,8 +126,25 @@ class RateLimit:
         self._slots.release()
 
 
+@dataclass(frozen=True)
+class CallRecord:
+    """One attempt of one request, as the audit trail records it: never a URL query or body."""
+
+    provider: str
+    operation: str
+    method: str
+    url: str
+    status: int | None
+    attempt: int
+    outcome: str
+
+
 class HttpClient:
-    """Send requests through a handed-in `httpx.Client`, retrying what is safe to retry."""
+    """Send requests through a handed-in `httpx.Client`, retrying what is safe to retry.
+
+    Every attempt is reported to each function in `observers` as a `CallRecord`, which is
+    how the engine audits every provider and target call without seeing a value.
+    """
 
     def __init__(
         self,
@@ -150,6 +168,24 @@ class HttpClient:
         self.sleep = sleep
         self.rng = rng
         self.limits: Mapping[str, RateLimit] = dict(limits or {})
+        self.observers: list[Callable[[CallRecord], None]] = []
+
+    def _observe(
+        self,
+        method: str,
+        url: str,
+        kw: Mapping[str, str],
+        status: int | None,
+        attempt: int,
+        outcome: str,
+    ) -> None:
+        if not self.observers:
+            return
+        record = CallRecord(
+            kw["provider"], kw["operation"], method, redact_url(url), status, attempt, outcome
+        )
+        for observer in self.observers:
+            observer(record)
 
     def backoff(self, attempt: int) -> float:
         """Return the full-jitter delay after failed attempt number `attempt` (from 1)."""
@@ -191,8 +227,10 @@ class HttpClient:
                     )
             except _NOT_SENT as exc:
                 reason = f"could not connect for {where} ({type(exc).__name__})"
+                self._observe(method, url, kw, None, attempt, type(exc).__name__)
             except httpx.TransportError as exc:
                 reason = f"no answer to {where} ({type(exc).__name__})"
+                self._observe(method, url, kw, None, attempt, type(exc).__name__)
                 if not idempotent:
                     # The create may have happened; repeating it could make a second one.
                     raise RetryLaterError(
@@ -211,7 +249,9 @@ class HttpClient:
                     attempt,
                 )
                 if status not in RETRY_STATUSES:
+                    self._observe(method, url, kw, status, attempt, "answered")
                     return response
+                self._observe(method, url, kw, status, attempt, "retryable")
                 reason = f"{where} answered {status}"
                 if status != 429 and not idempotent:
                     raise RetryLaterError(

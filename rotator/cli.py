@@ -735,7 +735,10 @@ def audit_export(
     except FileNotFoundError:
         raise BadInputError(f"no audit public key at {public}; run `rotate init`") from None
     store = open_store()
-    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError as exc:
+        raise BadInputError(f"cannot write the export to {file}: {exc.strerror}") from None
     with os.fdopen(fd, "wb") as out, store.read() as s:
         summary = export(s, out, origin=origin, public_key_pem=pem, key_name=key_name)
     typer.echo(f"exported to {file}: {summary}")
@@ -854,7 +857,10 @@ def audit_report(
     with open_store().read() as s:
         result = verify_database(s, load_audit_public_key(), sink, origin=origin)
         page = render_report(list(iter_events(s)), result, title=f"Audit report: {origin}")
-    out.write_text(page, encoding="utf-8")
+    try:
+        out.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise BadInputError(f"cannot write the report to {out}: {exc.strerror}") from None
     typer.echo(f"wrote {out} ({result.summary()})")
 
 

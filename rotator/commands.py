@@ -102,6 +102,11 @@ def start_emergency(engine: Engine, unit: Unit, reason: str) -> str:
     rt = engine.rt
     if not reason.strip():
         raise _refuse(engine, unit, "emergency", "an emergency needs --reason (what leaked, how)")
+    from rotator.rewrap import check_key_ids
+
+    # A master key that cannot read the stored values would stop the emergency after
+    # it is recorded; refuse before anything is written.
+    check_key_ids(rt.store, rt.master_key)
     deadline = rt.clock() + timedelta(seconds=CLAIM_WAIT)
     while True:
         try:
@@ -204,7 +209,9 @@ def drive(engine: Engine, rotation_id: str, *, max_wait: float = 900.0) -> Outco
             state, next_at = rotation.state, rotation.next_check_at
         if state in m.TERMINAL or state in (m.AWAITING_SUPPLY, m.AWAITING_REVOKE, m.FAILED):
             return outcome
-        if outcome.status == "claimed":
+        if outcome.status in ("claimed", "failed"):
+            # "failed" without a failed state: the step could not even begin (a wrong
+            # master key, the database); waiting and trying again cannot mend it.
             return outcome
         # Retry later: an emergency blocks until done, within the step's retry budget.
         delay = 1.0
@@ -227,9 +234,13 @@ def supply(engine: Engine, unit: Unit, value: Secret) -> Outcome:
     rotation = _rotation_for(engine, unit, "supply")
     rt = engine.rt
     provider = rt.provider(unit.spec.provider)
+    # Check the value before recording anything: a wrong or mistyped value leaves the
+    # rotation exactly as it was, still awaiting a value.
+    generated = provider.accept_supplied(
+        rt.provider_context(unit.spec, unit.scope_env, rotation.id), value
+    )
     with engine.claimed(rotation.id) as fence:
         work = engine._begin(rotation.id, fence, "generate")
-        generated = provider.accept_supplied(engine.ctx(work), value)
         fingerprint = rt.fingerprint(generated.value)
         retired: list[str] = []
         if rotation.kind == m.EMERGENCY:

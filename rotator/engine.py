@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -129,6 +130,20 @@ class Engine:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.events_written = 0
+        self._local = threading.local()
+        rt.observers.append(self._record_call)
+
+    def _record_call(self, record: Any) -> None:
+        """Keep each provider or target call until the transaction that records its step."""
+        calls = getattr(self._local, "calls", None)
+        if calls is None:
+            calls = self._local.calls = []
+        calls.append(record)
+
+    def _take_calls(self) -> list[Any]:
+        calls: list[Any] = getattr(self._local, "calls", None) or []
+        self._local.calls = []
+        return calls
 
     # ----------------------------------------------------------------- audit
     def audit(
@@ -142,6 +157,36 @@ class Engine:
     ) -> None:
         """Append one event in the caller's transaction; failing to write fails the action."""
         from audit.trail import append
+        from rotator import __version__
+
+        for call in self._take_calls():
+            self._append(
+                s,
+                "call",
+                unit,
+                rotation_id,
+                {
+                    "service": call.provider,
+                    "operation": call.operation,
+                    "method": call.method,
+                    "url": call.url,
+                    "http_status": call.status,
+                    "attempt": call.attempt,
+                    "outcome": call.outcome,
+                },
+            )
+        self._append(s, event_type, unit, rotation_id, details)
+
+    def _append(
+        self,
+        s: Session,
+        event_type: str,
+        unit: Unit | None,
+        rotation_id: str | None,
+        details: dict[str, Any],
+    ) -> None:
+        from audit.trail import append
+
         from rotator import __version__
 
         try:
@@ -970,6 +1015,16 @@ class Engine:
                 work = self._begin(rotation_id, fence, "rollback")
                 self._rollback_now(work, f"monitoring: {detail}")
                 return False
+            with self.rt.store.write() as s:
+                repo.fenced(s, rotation_id, fence)
+                self.audit(
+                    s,
+                    "health.checked",
+                    unit=unit,
+                    rotation_id=rotation_id,
+                    environment_checked=env,
+                    healthy=True,
+                )
         return True
 
     def _rollback_now(self, work: Work, reason: str) -> Outcome:

@@ -62,6 +62,7 @@ class Runtime:
     _client: httpx.Client | None = None
     _providers: dict[str, Provider] = field(default_factory=dict)
     _credentials: InventoryCredentials | None = None
+    observers: list[Callable[[Any], None]] = field(default_factory=list)
 
     @property
     def store(self) -> Store:
@@ -122,6 +123,7 @@ class Runtime:
             }
             self._client = client
             self._http = HttpClient(client, sleep=self.sleep, limits=limits, **self.http_options)
+            self._http.observers.extend(self.observers)
         return self._http
 
     def provider(self, name: str) -> Provider:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session, create_engine
 
 from rotator.errors import SchemaOutOfDateError, StoreError
@@ -145,6 +145,11 @@ def open_store(url: str | None = None, *, auto_upgrade: bool | None = None) -> S
     try:
         engine = create(url)
         revision = current_revision(engine)
+    except ArgumentError:
+        raise StoreError(
+            f"the database URL {redacted(url)} cannot be used; set ROTATOR_DATABASE_URL to "
+            "postgresql://user@host/db, or unset it for the SQLite file in the state directory"
+        ) from None
     except OperationalError as exc:
         raise StoreError(
             f"cannot open the database {redacted(url)}: {_reason(exc)}; check "
