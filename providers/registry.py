@@ -8,6 +8,7 @@ fails to load: which entry point, from which distribution, and what it raised.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -57,9 +58,14 @@ def load_providers(eps: Iterable[EntryPoint] | None = None) -> dict[str, type[Pr
     return found
 
 
+@cache
+def _installed() -> dict[str, type[Provider]]:
+    return load_providers()
+
+
 def get_provider(name: str, eps: Iterable[EntryPoint] | None = None) -> type[Provider]:
-    """Return the provider class registered as `name`."""
-    providers = load_providers(eps)
+    """Return the provider class registered as `name` (installed plugins load once)."""
+    providers = load_providers(eps) if eps is not None else _installed()
     try:
         return providers[name]
     except KeyError:

@@ -156,8 +156,6 @@ class Engine:
         **details: Any,
     ) -> None:
         """Append one event in the caller's transaction; failing to write fails the action."""
-        from audit.trail import append
-        from rotator import __version__
 
         for call in self._take_calls():
             self._append(
@@ -186,7 +184,6 @@ class Engine:
         details: dict[str, Any],
     ) -> None:
         from audit.trail import append
-
         from rotator import __version__
 
         try:
@@ -293,7 +290,7 @@ class Engine:
 
     # ----------------------------------------------------------------- facts
     def facts(self, s: Session, rotation: Rotation, unit: Unit, now: datetime) -> m.Facts:
-        from schedules import month_gate, parse_cycle_id, parse_duration, parse_window
+        from schedules import month_gate, parse_cycle_id
 
         inv = self.rt.inventory
         rf = repo.facts_of(rotation)
@@ -302,12 +299,7 @@ class Engine:
             cycle = parse_cycle_id(rotation.cycle)
             g = tuple(month_gate(cycle, i, inv.tz) for i in (1, 2, 3, 4))
             gates = (g[0], g[1], g[2], g[3])
-        window = parse_window(
-            list(inv.window.days),
-            inv.window.start.strftime("%H:%M"),
-            inv.window.end.strftime("%H:%M"),
-            inv.time_zone,
-        )
+        window, soak, monitoring = self._schedule()
         inside = window.contains(now)
         opens = None if inside else window.next_open(now)[0]
         caps = self.rt.provider(unit.spec.provider).capabilities
@@ -333,14 +325,31 @@ class Engine:
             automated_revoke=caps.automated_revoke,
             staged_at=_when(rf.get("staged_at")),
             promoted_at=_when(rf.get("promoted_at")),
-            soak=parse_duration(inv.soak),
-            monitoring=parse_duration(inv.monitoring),
+            soak=soak,
+            monitoring=monitoring,
             in_window=inside,
             window_opens=opens,
             approval_required=approval_required,
             approved=approved,
             failed_state=rf.get("failed_state"),
         )
+
+    def _schedule(self) -> tuple[Any, timedelta, timedelta]:
+        """Return the production window, soak and monitoring, parsed once per engine."""
+        cached = getattr(self, "_parsed_schedule", None)
+        if cached is None:
+            from schedules import parse_duration, parse_window
+
+            inv = self.rt.inventory
+            window = parse_window(
+                list(inv.window.days),
+                inv.window.start.strftime("%H:%M"),
+                inv.window.end.strftime("%H:%M"),
+                inv.time_zone,
+            )
+            cached = (window, parse_duration(inv.soak), parse_duration(inv.monitoring))
+            self._parsed_schedule = cached
+        return cached
 
     # ----------------------------------------------------------------- run
     def plan_cycles(self, now: datetime) -> int:

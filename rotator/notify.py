@@ -158,12 +158,20 @@ def remind_pending(engine: Engine) -> int:
         return 0
     now = rt.clock()
     due: list[tuple[Unit, str]] = []
+    # Only rotations a person may owe something on: cheap on a big inventory where
+    # almost every rotation is waiting for a date, not for a person.
+    person_states = (m.AWAITING_SUPPLY, m.AWAITING_REVOKE, m.FAILED, m.REVOKED)
     with rt.store.read() as s:
-        active = s.exec(select(Rotation).where(col(Rotation.active).is_(True))).all()
-        for r in active:
-            record = s.get(SecretRecord, r.secret_id)
-            if record is None:
-                continue
+        active = s.exec(
+            select(Rotation, SecretRecord)
+            .join(SecretRecord, col(SecretRecord.id) == col(Rotation.secret_id))
+            .where(col(Rotation.active).is_(True))
+            .where(
+                col(Rotation.state).in_(person_states)
+                | ((col(Rotation.state) == m.VALIDATED) & (col(Rotation.next_check_at) <= now))
+            )
+        ).all()
+        for r, record in active:
             scope = None if record.scope_env == "shared" else record.scope_env
             try:
                 unit = engine.unit(record.name, scope)

@@ -26,6 +26,19 @@ SCHEMA_REVISION = "0001"
 """The Alembic head this code expects; a test pins it to the migrations' real head."""
 
 
+BUSY_TIMEOUT_ENV = "ROTATOR_DB_BUSY_TIMEOUT"
+"""Seconds a SQLite writer waits for another one's lock before giving up (default 30)."""
+
+
+def busy_timeout() -> float:
+    text = os.environ.get(BUSY_TIMEOUT_ENV, "")
+    try:
+        value = float(text) if text else 30.0
+    except ValueError:
+        raise StoreError(f"{BUSY_TIMEOUT_ENV}={text!r} is not a number of seconds") from None
+    return max(0.0, value)
+
+
 def database_url() -> str:
     url = os.environ.get("ROTATOR_DATABASE_URL")
     if url:
@@ -59,6 +72,16 @@ class Store:
             conn.info["begin"] = "BEGIN IMMEDIATE"
             with Session(bind=conn, expire_on_commit=False) as session:
                 try:
+                    # Begin now, so a locked or read-only database is named as such
+                    # instead of failing the first write (an audit event) half-way.
+                    session.connection()
+                except OperationalError as exc:
+                    conn.info.pop("begin", None)
+                    raise StoreError(
+                        f"cannot write to the database {redacted(self.url)}: {_reason(exc)}; "
+                        "another rotate may hold it (try again), or the file is read-only"
+                    ) from None
+                try:
                     yield session
                     session.commit()
                 except BaseException:
@@ -86,13 +109,14 @@ def _sqlite_engine(url: str) -> Engine:
         if not file.exists():
             # Create it 0600 before SQLite does, so the file is never world-readable.
             os.close(os.open(file, os.O_WRONLY | os.O_CREAT, 0o600))
-    engine = create_engine(url, connect_args={"isolation_level": None, "timeout": 30})
+    timeout = busy_timeout()
+    engine = create_engine(url, connect_args={"isolation_level": None, "timeout": timeout})
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         # A read-only file keeps its journal mode; reading still works.
         with contextlib.suppress(Exception):
             cur.execute("PRAGMA journal_mode=WAL")
