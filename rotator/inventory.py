@@ -384,13 +384,20 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
     credentials: dict[str, CredentialRef] = {}
     for name, ref in _table(p, data, "credentials", "credentials").items():
         cp = f"credentials.{name}"
+        # Never echo what was found: a credential pasted into the inventory is a value.
         if not isinstance(ref, dict):
-            p.add(cp, ref, '{ env = "VAR" } or { file = "/path" }')
+            p.items.append(
+                f'{cp}: found a {type(ref).__name__} (not shown), expected {{ env = "VAR" }} or '
+                '{ file = "/path" }: never the value itself'
+            )
             continue
         p.unknown(cp, ref, ("env", "file"))
         env_var, file_path = ref.get("env"), ref.get("file")
         if (env_var is None) == (file_path is None):
-            p.add(cp, ref, 'exactly one of env = "VAR" or file = "/path" (never the value itself)')
+            p.items.append(
+                f'{cp}: expected exactly one of env = "VAR" or file = "/path" '
+                "(never the value itself)"
+            )
             continue
         if env_var is not None and (not isinstance(env_var, str) or not _ENV_VAR.match(env_var)):
             p.add(f"{cp}.env", env_var, "an environment variable name")
