@@ -360,6 +360,17 @@ class Engine:
         cycle = current_cycle_start(now, inv.tz, inv.quarter_start_months)
         if now < month_gate(cycle, 1, inv.tz) or cycle.month_of(now.astimezone(inv.tz).date()) != 1:
             return 0
+        from sqlalchemy.exc import IntegrityError
+
+        for _ in range(3):
+            try:
+                return self._plan_missing(cycle, now)
+            except IntegrityError:
+                # Another runner planned some of the same cycles first; look again.
+                continue
+        return 0
+
+    def _plan_missing(self, cycle: Any, now: datetime) -> int:
         units = self.units()
         created = 0
         with self.rt.store.read() as s:
@@ -422,6 +433,7 @@ class Engine:
                 if outcome.status == "done":
                     again, _ = self._advance(work.rotation_id, publish_later=False)
                     _merge(outcomes, again)
+                self._release(work.rotation_id, work.fence)
         from rotator.notify import remind_pending
 
         remind_pending(self)
@@ -451,6 +463,7 @@ class Engine:
             return Outcome(rotation_id, "claimed", message=str(exc)), None
         label = rotation_id
         steps: list[str] = []
+        keep_claim = False
         try:
             for _ in range(20):  # a rotation has fewer rows than this; a guard, not a limit
                 now = self.rt.clock()
@@ -482,6 +495,8 @@ class Engine:
                 if decision.step in PUBLISHING_STEPS:
                     work = self._begin(rotation_id, fence, decision.step)
                     if publish_later:
+                        # The claim is kept until the batch is published (see `run`).
+                        keep_claim = True
                         return Outcome(label, "done" if steps else "waiting", steps), work
                     published = self._publish([work])[0]
                     steps.append(decision.step)
@@ -501,7 +516,8 @@ class Engine:
         except RotatorError as exc:
             return Outcome(label, "failed", steps, str(exc)), None
         finally:
-            self._release(rotation_id, fence)
+            if not keep_claim:
+                self._release(rotation_id, fence)
 
     def _settle(
         self, s: Session, rotation: Rotation, unit: Unit, decision: m.Decision, now: datetime

@@ -57,6 +57,7 @@ class Rotation(SQLModel, table=True):
     __table_args__ = (
         Index("ix_rotation_active_due", "active", "next_check_at"),
         Index("ix_rotation_secret", "secret_id", "active"),
+        Index("uq_rotation_cycle", "secret_id", "cycle", unique=True),
     )
 
     id: str = Field(primary_key=True)

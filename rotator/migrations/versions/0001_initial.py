@@ -46,6 +46,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_rotation_active_due", "rotation", ["active", "next_check_at"])
     op.create_index("ix_rotation_secret", "rotation", ["secret_id", "active"])
+    # One quarterly rotation per secret and cycle, even when two runners plan at once.
+    op.create_index("uq_rotation_cycle", "rotation", ["secret_id", "cycle"], unique=True)
     op.create_table(
         "credential_version",
         sa.Column("id", sa.String(), primary_key=True),
