@@ -138,8 +138,7 @@ def _assess(engine: Engine, unit: Unit, reason: str) -> str:
             if rotation.kind == m.EMERGENCY:
                 return rotation.id  # resume the emergency already under way
         for rotation in active:
-            held = rotation.claimed_by not in (None, rt.runner)
-            if held and rotation.claimed_until and as_utc(rotation.claimed_until) > now:
+            if repo.held_elsewhere(rotation, rt.runner, now):
                 raise ClaimedElsewhereError(
                     f"{unit.label} is being worked on by runner {rotation.claimed_by}"
                 )

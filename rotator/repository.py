@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
@@ -148,11 +151,7 @@ def claim(
         )
     from rotator.clock import as_utc
 
-    if (
-        rotation.claimed_by not in (None, runner)
-        and rotation.claimed_until is not None
-        and as_utc(rotation.claimed_until) > now
-    ):
+    if held_elsewhere(rotation, runner, now) and rotation.claimed_until is not None:
         raise ClaimedElsewhereError(
             f"rotation {rotation_id} is claimed by runner {rotation.claimed_by} until "
             f"{as_utc(rotation.claimed_until).isoformat()}; leaving it to that runner"
@@ -163,6 +162,55 @@ def claim(
     session.add(rotation)
     session.flush()
     return rotation
+
+
+def runner_id() -> str:
+    """Name this process as a claimant: host, boot, process id and a random part."""
+    return f"{socket.gethostname()}/{_boot_id()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+def held_elsewhere(rotation: Rotation, runner: str, now: datetime) -> bool:
+    """Return True while another live runner's lease on `rotation` lasts."""
+    from rotator.clock import as_utc
+
+    holder = rotation.claimed_by
+    if holder in (None, runner) or rotation.claimed_until is None:
+        return False
+    if as_utc(rotation.claimed_until) <= now:
+        return False
+    return not _exited(holder or "")
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _exited(holder: str) -> bool:
+    """Return True when `holder` is a process of this host, since this boot, that is gone.
+
+    A runner killed outright (SIGKILL, a lost SSH session, the OOM killer) cannot release
+    its claim; without this, the same host would wait out the whole lease before resuming
+    (an emergency re-run would find its own rotation claimed for 15 minutes). Anything
+    not provably dead (another host, another boot, a reused or foreign pid) keeps its lease.
+    """
+    host, _, rest = holder.partition("/")
+    boot, _, rest = rest.partition("/")
+    pid_text, _, _ = rest.partition("/")
+    if host != socket.gethostname() or not boot or boot != _boot_id() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def fenced(session: Session, rotation_id: str, fence: int) -> Rotation:

@@ -10,7 +10,6 @@ import getpass
 import os
 import socket
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,13 +42,20 @@ def default_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def _runner_id() -> str:
+    """Return this process's claimant name (host, boot, pid): see `repository.runner_id`."""
+    from rotator.repository import runner_id
+
+    return runner_id()
+
+
 @dataclass
 class Runtime:
     inventory: Inventory
     store_url: str | None = None
     actor: str = field(default_factory=default_actor)
     host: str = field(default_factory=socket.gethostname)
-    runner: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    runner: str = field(default_factory=_runner_id)
     clock: Callable[[], datetime] = clock.now
     sleep: Callable[[float], None] = time.sleep
     progress: Callable[[str], None] = lambda _line: None
