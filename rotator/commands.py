@@ -19,7 +19,6 @@ from rotator.clock import as_utc
 from rotator.engine import Engine, Outcome, Unit
 from rotator.errors import (
     ClaimedElsewhereError,
-    NeedsPersonError,
     RefusedError,
     RotatorError,
 )
@@ -271,41 +270,36 @@ def confirm(engine: Engine, unit: Unit, step: str) -> Outcome:
     rotation = _rotation_for(engine, unit, "confirm-revoke")
     rt = engine.rt
     provider = rt.provider(unit.spec.provider)
+    # Ask the provider before touching the rotation: a refusal must change nothing.
+    peek = engine._begin(rotation.id, 0, "revoke", intent=False)
+    ctx = engine.ctx(peek)
+    still: list[str] = []
+    for attempt in range(CONFIRM_ATTEMPTS):
+        still = [
+            version.id
+            for version, old in peek.to_revoke
+            if old is not None and not provider.verify_revoked(ctx, version.provider_ref or "", old)
+        ]
+        if not still:
+            break
+        if attempt + 1 < CONFIRM_ATTEMPTS:
+            rt.progress(
+                f"{unit.label}: the provider still accepts the old credential; "
+                f"checking again in {CONFIRM_DELAY:.0f} s"
+            )
+            rt.sleep(CONFIRM_DELAY)
+    if still:
+        raise engine.refuse(
+            unit,
+            "confirm revoke",
+            RefusedError(
+                f"{unit.label}: the provider still accepts credential(s) {', '.join(still)}; "
+                "it has not been revoked yet (revoke it at the provider; providers revoke "
+                "eventually: try again in a few minutes)"
+            ),
+        )
     with engine.claimed(rotation.id) as fence:
         work = engine._begin(rotation.id, fence, "revoke")
-        ctx = engine.ctx(work)
-        still: list[str] = []
-        for attempt in range(CONFIRM_ATTEMPTS):
-            still = [
-                version.id
-                for version, old in work.to_revoke
-                if old is not None
-                and not provider.verify_revoked(ctx, version.provider_ref or "", old)
-            ]
-            if not still:
-                break
-            if attempt + 1 < CONFIRM_ATTEMPTS:
-                rt.progress(
-                    f"{unit.label}: the provider still accepts the old credential; "
-                    f"checking again in {CONFIRM_DELAY:.0f} s"
-                )
-                rt.sleep(CONFIRM_DELAY)
-        if still:
-            engine._fail_or_wait(
-                work,
-                NeedsPersonError(
-                    f"the provider still accepts credential(s) {', '.join(still)}; revoke them "
-                    "at the provider and run the confirm command again"
-                ),
-            )
-            raise engine.refuse(
-                unit,
-                "confirm revoke",
-                RefusedError(
-                    f"{unit.label}: the provider still accepts the old credential; it has not been "
-                    "revoked yet (providers revoke eventually: try again in a few minutes)"
-                ),
-            )
         ids = [v.id for v, _ in work.to_revoke]
         rolling_back = bool(work.facts.get("rolling_back"))
 

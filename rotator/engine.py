@@ -535,10 +535,17 @@ class Engine:
         s.add(rotation)
 
     # ----------------------------------------------------------------- steps
-    def _begin(self, rotation_id: str, fence: int, step: str) -> Work:
-        """Record the intent of `step` and snapshot what the side effect needs."""
+    def _begin(self, rotation_id: str, fence: int, step: str, *, intent: bool = True) -> Work:
+        """Record the intent of `step` and snapshot what the side effect needs.
+
+        With `intent=False` only the snapshot is taken (a check before acting, such as
+        `rotate confirm` asking the provider): nothing but the decryptions is recorded.
+        """
         with self.rt.store.write() as s:
-            rotation = repo.fenced(s, rotation_id, fence)
+            found = repo.fenced(s, rotation_id, fence) if intent else s.get(Rotation, rotation_id)
+            if found is None:
+                raise ClaimedElsewhereError(f"rotation {rotation_id} is gone")
+            rotation = found
             unit = self._unit_of(s, rotation)
             record = s.get(SecretRecord, rotation.secret_id)
             assert record is not None
@@ -555,6 +562,8 @@ class Engine:
                     setattr(work, state, (version, value))
             if step in ("revoke", "generate"):
                 work.to_revoke = self._revocation_list(s, unit, record, rotation, work, step)
+            if not intent:
+                return work
             s.add(
                 StepRecord(
                     rotation_id=rotation_id,
