@@ -85,6 +85,9 @@ class ProviderContext:
     credentials: CredentialSource
     current: Secret | None = None
     current_ref: str | None = None
+    # True when an earlier attempt of this step may have reached the provider (a retry,
+    # or a run after a crash): only then is it worth looking for what it created.
+    resumed: bool = True
 
 
 @dataclass(frozen=True)

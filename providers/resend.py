@@ -50,7 +50,10 @@ class ResendProvider(HttpProvider):
         op = "generate"
         manager = self._manager_key(ctx, op)
         name = credential_name(ctx, max_length=_NAME_LIMIT)
-        for key in self._keys(ctx, manager, op):
+        # Listing the team's keys costs a request per hundred keys; a first attempt cannot
+        # have left one behind, so only a resumed step looks (a mass emergency would
+        # otherwise list every key once per secret).
+        for key in self._keys(ctx, manager, op) if ctx.resumed else ():
             if key.get("name") == name and isinstance(key.get("id"), str):
                 # An earlier create whose answer was lost: its token was shown only then.
                 self._delete(ctx, manager, key["id"], op)

@@ -307,17 +307,40 @@ def _parse_at(text: str, engine: Engine) -> datetime:
 
 @app.command()
 def emergency(
-    secret: Annotated[str, typer.Argument(help="The compromised secret.")],
-    reason: Annotated[str, typer.Option("--reason", help="What leaked and how (recorded).")],
+    secret: Annotated[
+        str | None, typer.Argument(help="The compromised secret (or select with --all...).")
+    ] = None,
+    reason: Annotated[str, typer.Option("--reason", help="What leaked and how (recorded).")] = "",
     env: EnvOpt = None,
+    every: Annotated[bool, typer.Option("--all", help="Every secret of the inventory.")] = False,
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="Every secret of this provider.")
+    ] = None,
+    in_env: Annotated[
+        str | None, typer.Option("--in-env", help="Every secret deployed to this environment.")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Concurrent steps of a mass emergency.", min=1)
+    ] = 16,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Rotate a compromised secret now: generate, stage, promote, revoke, notify."""
-    from rotator.commands import drive, start_emergency
+    from rotator.commands import drive, emergency_many, select_units, start_emergency
 
     engine = _engine(inventory)
+    if secret is None:
+        units = select_units(engine, every=every, provider=provider, environment=in_env)
+        if not yes and sys.stdin.isatty():
+            typer.confirm(
+                f"Rotate {len(units)} secrets now and revoke their current credentials?",
+                abort=True,
+            )
+        engine.rt.progress = lambda line: _echo_err(f"  … {line}")
+        raise typer.Exit(_outcomes(emergency_many(engine, units, reason, workers=workers), as_json))
+    if every or provider or in_env:
+        raise BadInputError("name one SECRET, or select with --all/--provider/--in-env; not both")
     unit = engine.unit(secret, env)
     if not yes and sys.stdin.isatty():
         typer.confirm(

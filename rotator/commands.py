@@ -21,6 +21,7 @@ from rotator.errors import (
     ClaimedElsewhereError,
     RefusedError,
     RotatorError,
+    UnknownNameError,
 )
 from rotator.secret import Secret
 from rotator.store.models import Approval, CredentialVersion, Rotation, SecretRecord, StepRecord
@@ -615,3 +616,38 @@ def show(engine: Engine, unit: Unit) -> dict[str, Any]:
 
 def _iso(value: datetime | None) -> str | None:
     return as_utc(value).isoformat() if value else None
+
+
+def emergency_many(
+    engine: Engine,
+    units: list[Unit],
+    reason: str = "mass emergency",
+    *,
+    workers: int = 16,
+    on_progress: Any = None,
+) -> list[Outcome]:
+    """Rotate many secrets at once (see `rotator.mass_emergency`)."""
+    from rotator.mass_emergency import emergency_many as run_many
+
+    return run_many(engine, units, reason, workers=workers, on_progress=on_progress)
+
+
+def select_units(
+    engine: Engine, *, every: bool, provider: str | None, environment: str | None
+) -> list[Unit]:
+    """Pick the units of a mass emergency: all, or those of a provider or an environment."""
+    units = engine.units()
+    if provider is not None:
+        known = {u.spec.provider for u in units}
+        if provider not in known:
+            raise UnknownNameError(
+                f"no secret uses provider {provider!r}; the inventory uses: "
+                + ", ".join(sorted(known))
+            )
+        units = [u for u in units if u.spec.provider == provider]
+    if environment is not None:
+        engine.rt.inventory.environment(environment)
+        units = [u for u in units if environment in u.spec.deploy_envs(u.scope_env)]
+    if not (every or provider or environment):
+        raise UnknownNameError("name a SECRET, or select with --all, --provider or --in-env")
+    return units

@@ -115,6 +115,7 @@ class Work:
     unit: Unit
     kind: str
     facts: dict[str, Any]
+    resumed: bool = True
     current: tuple[CredentialVersion, Secret] | None = None
     pending: tuple[CredentialVersion, Secret] | None = None
     previous: tuple[CredentialVersion, Secret] | None = None
@@ -132,6 +133,7 @@ class Engine:
         self.events_written = 0
         self._local = threading.local()
         rt.observers.append(self._record_call)
+        self.notifications_held: list[str] | None = None
 
     def _record_call(self, record: Any) -> None:
         """Keep each provider or target call until the transaction that records its step."""
@@ -564,6 +566,12 @@ class Engine:
                 work.to_revoke = self._revocation_list(s, unit, record, rotation, work, step)
             if not intent:
                 return work
+            earlier = s.exec(
+                select(StepRecord.id).where(
+                    StepRecord.rotation_id == rotation_id, StepRecord.step == step
+                )
+            ).first()
+            work.resumed = earlier is not None
             s.add(
                 StepRecord(
                     rotation_id=rotation_id,
@@ -774,6 +782,7 @@ class Engine:
             work.rotation_id,
             current=current[1] if current else None,
             current_ref=current[0].provider_ref if current else None,
+            resumed=work.resumed,
         )
 
     def do_generate(self, work: Work) -> Apply:
@@ -1123,6 +1132,12 @@ class Engine:
 
     # ----------------------------------------------------------------- notifications
     def notify(self, event: str, text: str, *, unit: Unit | None = None) -> None:
+        held = self.notifications_held
+        if held is not None and event in ("emergency-started", "emergency-finished"):
+            # A mass emergency tells people once, with the whole list, not once per secret.
+            if event == "emergency-finished":
+                held.append(f"- {unit.label if unit else '?'}: rotated, old credentials revoked")
+            return
         from rotator.notify import send
 
         send(self, event, text, unit=unit)

@@ -49,6 +49,21 @@ def _runner_id() -> str:
     return runner_id()
 
 
+DEFAULT_LIMITS: dict[str, dict[str, float]] = {
+    # Resend documents 2 (older docs) to 5 requests per second per team: take the lower.
+    "resend": {"rate": 2.0, "concurrency": 2},
+    # Stripe allows 100 read requests per second in live mode; stay well below.
+    "stripe": {"rate": 25.0, "concurrency": 8},
+    "gcp-identity": {"rate": 10.0, "concurrency": 8},
+    "google-oauth": {"rate": 10.0, "concurrency": 8},
+    # Cloudflare: 1,200 requests per 5 minutes per user (4/s), then a 5-minute block.
+    # One budget for every Cloudflare target.
+    "cloudflare": {"rate": 4.0, "concurrency": 4},
+}
+SHARED_LIMITS = {"cloudflare-workers": "cloudflare", "cloudflare-pages": "cloudflare"}
+"""Per-provider request rate and concurrency when the inventory's [limits] says nothing."""
+
+
 @dataclass
 class Runtime:
     inventory: Inventory
@@ -123,10 +138,20 @@ class Runtime:
                 headers={"User-Agent": f"rotator/{__version__}"},
                 follow_redirects=False,
             )
+            merged = {**DEFAULT_LIMITS}
+            for name, lim in self.inventory.limits.items():
+                merged[name] = {**merged.get(name, {}), **lim}
             limits = {
-                name: RateLimit(lim.get("rate", 5.0), int(lim.get("concurrency", 4)))
-                for name, lim in self.inventory.limits.items()
+                name: RateLimit(
+                    lim.get("rate", 5.0),
+                    int(lim.get("concurrency", 4)),
+                    clock=lambda: self.clock().timestamp(),
+                    sleep=self.sleep,
+                )
+                for name, lim in merged.items()
             }
+            for kind, budget in SHARED_LIMITS.items():
+                limits.setdefault(kind, limits[budget])
             self._client = client
             self._http = HttpClient(client, sleep=self.sleep, limits=limits, **self.http_options)
             self._http.observers.extend(self.observers)
@@ -146,6 +171,7 @@ class Runtime:
         rotation_id: str,
         current: Secret | None = None,
         current_ref: str | None = None,
+        resumed: bool = True,
     ) -> ProviderContext:
         from providers.base import ProviderContext
 
@@ -159,6 +185,7 @@ class Runtime:
             credentials=self.credentials,
             current=current,
             current_ref=current_ref,
+            resumed=resumed,
         )
 
     def targets(self, environment: str) -> list[Target]:

@@ -110,6 +110,14 @@ channels = [{", ".join(channels)}]
 origin = "sandbox.bandofbakers.example/rotator"
 checkpoint_every = 1000
 external_sink = "{workdir / "audit-checkpoints.log"}"
+
+# The sandbox does not rate-limit unless a fault profile says so.
+[limits.resend]
+rate = 500
+concurrency = 16
+[limits.cloudflare]
+rate = 500
+concurrency = 16
 {extra}
 """
     path = workdir / "inventory.toml"
