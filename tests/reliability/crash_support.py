@@ -214,7 +214,7 @@ class CrashWorld:
         return [dict(r) for r in rows]
 
     def events(self, rotation_id: str | None = None) -> list[dict[str, Any]]:
-        query = "SELECT seq, event_type, entry FROM audit_event"
+        query = "SELECT seq, event_type, rotation_id, entry FROM audit_event"
         params: tuple[Any, ...] = ()
         if rotation_id is not None:
             query += " WHERE rotation_id = ?"
@@ -225,7 +225,10 @@ class CrashWorld:
         for row in rows:
             entry = json.loads(row["entry"])
             details = entry.get("details") or {}
-            out.append({"seq": row["seq"], "type": row["event_type"], **details})
+            out.append(
+                {"seq": row["seq"], "type": row["event_type"], "rotation": row["rotation_id"]}
+                | details
+            )
         return out
 
     # ------------------------------------------------------------------ the provider side
@@ -397,6 +400,18 @@ def interruption_shown(events: list[dict[str, Any]]) -> list[str]:
                 resumed.add(step)
             open_steps.pop(str(step), None)
     return [s for s in interrupted if s in resumed]
+
+
+def left_open(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Return the (rotation, step) pairs started in `events` and never finished there."""
+    open_steps: set[tuple[str, str]] = set()
+    for event in events:
+        key = (str(event.get("rotation")), str(event.get("step")))
+        if event["type"] == "step.started":
+            open_steps.add(key)
+        elif event["type"] in ("step.done", "step.failed", "step.awaiting_person"):
+            open_steps.discard(key)
+    return sorted(open_steps)
 
 
 def verify_audit(w: CrashWorld) -> str:
