@@ -134,6 +134,7 @@ class Engine:
         self._local = threading.local()
         rt.observers.append(self._record_call)
         self.notifications_held: list[str] | None = None
+        self._signing_key_checked = False
 
     def _record_call(self, record: Any) -> None:
         """Keep each provider or target call until the transaction that records its step."""
@@ -157,8 +158,18 @@ class Engine:
         rotation_id: str | None = None,
         **details: Any,
     ) -> None:
-        """Append one event in the caller's transaction; failing to write fails the action."""
+        """Append one event in the caller's transaction; failing to write fails the action.
 
+        The provider and target calls made since the last event are appended first, each
+        as a `call` event (service, operation, HTTP status, outcome; never a value).
+        """
+        if not self._signing_key_checked:
+            # The command ends by signing a checkpoint; a key that cannot sign must stop
+            # it before its first event, not after the action is recorded.
+            from rotator.keys import load_audit_key
+
+            load_audit_key()
+            self._signing_key_checked = True
         for call in self._take_calls():
             self._append(
                 s,
@@ -203,8 +214,8 @@ class Engine:
                 host=self.rt.host,
                 tool_version=__version__,
             )
-        except AuditWriteError:
-            raise
+        except AuditWriteError as exc:
+            raise _store_problem(exc) from exc
         except Exception as exc:  # fail closed: no event, no action
             raise AuditWriteError(
                 f"the audit event {event_type} could not be written ({type(exc).__name__}); "
@@ -1176,6 +1187,25 @@ STEP_IMPLEMENTATIONS: dict[str, Callable[[Engine, Work], Apply]] = {
     "revoke": Engine.do_revoke,
     "notify": Engine.do_notify,
 }
+
+
+def _store_problem(exc: AuditWriteError) -> RotatorError:
+    """Name a database that cannot be written at all (read-only) as the store's problem.
+
+    SQLite begins a write transaction on a read-only file and fails at the first write,
+    which is always an audit event: the person must hear "read-only", not "audit".
+    """
+    cause = exc.__cause__
+    reason = str(getattr(cause, "orig", cause) or "").strip().splitlines()
+    text = reason[0] if reason else ""
+    if "readonly" in text.replace("-", "").replace(" ", "").lower():
+        from rotator.errors import StoreError
+
+        return StoreError(
+            f"the database is read-only ({text}); nothing was changed: run rotate as the "
+            "user that owns the state directory, or use a writable copy"
+        )
+    return exc
 
 
 def _values_needed(step: str, kind: str) -> tuple[str, ...]:

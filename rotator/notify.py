@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shlex
 import subprocess
 from typing import TYPE_CHECKING, Any
@@ -125,8 +126,17 @@ def _deliver(engine: Engine, channel: dict[str, Any] | Any, payload: dict[str, A
             raise RuntimeError(f"Resend send-email answered HTTP {response.status_code}")
     elif kind == "command":
         argv = shlex.split(channel["command"])
+        # The hook gets the event on stdin and a minimal environment: never rotator's own,
+        # which may hold the Cloudflare token or the master key.
+        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME")
+        env = {k: os.environ[k] for k in keep if k in os.environ}
         done = subprocess.run(
-            argv, input=json.dumps(payload).encode(), capture_output=True, timeout=60, check=False
+            argv,
+            input=json.dumps(payload).encode(),
+            capture_output=True,
+            timeout=60,
+            check=False,
+            env=env,
         )
         if done.returncode != 0:
             raise RuntimeError(f"command hook exited {done.returncode}")

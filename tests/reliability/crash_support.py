@@ -66,7 +66,11 @@ def full_matrix() -> bool:
     return os.environ.get("CI") == "true" or os.environ.get("ROTATOR_FULL_CRASH_MATRIX") == "1"
 
 
-def sample(points: list[Any], every: int = 5) -> list[Any]:
+SAMPLE_EVERY = int(os.environ.get("ROTATOR_CRASH_SAMPLE_EVERY", "13"))
+"""Outside CI a sample keeps `make test` quick; a prime step walks every phase over runs."""
+
+
+def sample(points: list[Any], every: int = SAMPLE_EVERY) -> list[Any]:
     """Return all points under the full matrix, else every `every`-th one and the last."""
     if full_matrix() or len(points) <= 2:
         return points

@@ -129,18 +129,10 @@ def _read_only(path: Path) -> Iterator[None]:
 
 
 def test_read_only_database(q1: Case) -> None:
-    # Exit 9, not the 6 the README promises: SQLite begins the write transaction on a
-    # read-only file and fails at the first write, which is the audit event, and
-    # Engine.audit reports any failure there as the audit trail's (reported to the lead).
+    # SQLite begins the write transaction on a read-only file and fails at the first
+    # write, the audit event; the engine names the database as the problem (exit 6).
     with _read_only(q1.db):
-        expect(
-            q1,
-            "approve",
-            RESEND,
-            code=9,
-            message="the audit event 'rotation.approved' could not be written "
-            "(OperationalError); the action was not taken",
-        )
+        expect(q1, "approve", RESEND, code=6, message="the database is read-only")
 
 
 def test_locked_database(q1: Case) -> None:
