@@ -13,7 +13,8 @@ command at its point, runs the same command again, and checks:
 * `rotate audit verify` passes and the trail shows a step started, never finished, and
   later completed.
 
-Without CI=true or ROTATOR_FULL_CRASH_MATRIX=1 a sample runs (every 13th point; ROTATOR_CRASH_SAMPLE_EVERY).
+Without CI=true or ROTATOR_FULL_CRASH_MATRIX=1 a sample runs (every 13th point,
+ROTATOR_CRASH_SAMPLE_EVERY).
 """
 
 from __future__ import annotations
