@@ -61,6 +61,9 @@ def sandbox_inventory(
         + production_targets
         + parts[2]
     )
+    notify_credential = (
+        f'notify_resend_key = {{ env = "{NOTIFY_KEY_ENV}" }}\n' if notify_email else ""
+    )
     text = f"""\
 # Band of Bakers pointed at the sandbox at {sandbox.base_url} (written by rotator).
 [settings]
@@ -101,8 +104,7 @@ scope = "per-environment"
 [credentials]
 cloudflare_api_token = {{ env = "{CLOUDFLARE_TOKEN_ENV}" }}
 gcp_service_account = {{ file = "{sa}" }}
-notify_resend_key = {{ env = "{NOTIFY_KEY_ENV}" }}
-
+{notify_credential}
 [notifications]
 channels = [{", ".join(channels)}]
 

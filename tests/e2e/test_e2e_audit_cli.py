@@ -1,0 +1,67 @@
+"""The auditor's commands end to end: log, export, offline verify, hash, report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.e2e.conftest import World
+
+RESEND = "BANDOFBAKERS_RESEND_API_KEY"
+
+
+def test_auditor_reads_exports_verifies_and_reports(world: World) -> None:
+    w = world
+    w.at("2027-01-10T11:00")
+    done = w.rotate(
+        "emergency", RESEND, "--reason", "found in a public gist", "--yes", actor="sec@x"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    log = w.rotate("audit", "log", "--secret", RESEND, "--json")
+    entries = [json.loads(line) for line in log.stdout.splitlines()]
+    types = [e["type"] for e in entries]
+    assert "credential.imported" in types and "emergency.started" in types
+    assert all(e["secret"] == RESEND for e in entries)
+    only = w.rotate("audit", "log", "--type", "emergency.started", "--actor", "sec@x", "--json")
+    assert [json.loads(line)["type"] for line in only.stdout.splitlines()] == ["emergency.started"]
+    bad = w.rotate("audit", "log", "--since", "last tuesday")
+    assert bad.returncode == 2 and "--since" in bad.stderr
+
+    export = w.home.parent / "trail.jsonl"
+    assert w.rotate("audit", "export", str(export)).returncode == 0
+    key = w.home / "keys" / "audit-ed25519.pub.pem"
+    offline = subprocess.run(
+        [sys.executable, "-m", "audit.verify", str(export), "--public-key", str(key)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    lines = export.read_bytes().splitlines(keepends=True)
+    tampered = export.with_name("tampered.jsonl")
+    victim = next(i for i, line in enumerate(lines) if b'"emergency.started"' in line)
+    lines[victim] = lines[victim].replace(b"public gist", b"private gist")
+    tampered.write_bytes(b"".join(lines))
+    caught = w.rotate("audit", "verify", str(tampered))
+    assert caught.returncode == 1
+    assert "INVALID: hash mismatch" in caught.stdout
+
+    # The old (now revoked) value was fingerprinted when imported: the auditor finds it.
+    old = w.seeded[RESEND].value
+    found = w.rotate("audit", "hash", "--json", input=old + "\n")
+    result = json.loads(found.stdout)
+    assert result["found"] and result["fingerprint"].startswith("hmac-sha256:")
+    assert any(e["type"] == "credential.imported" for e in result["events"])
+    assert old not in found.stdout
+    missing = w.rotate("audit", "hash", input="re_not_a_key_we_know\n")
+    assert missing.returncode == 1 and "not found" in missing.stdout
+
+    report = w.home.parent / "report.html"
+    assert w.rotate("audit", "report", "--out", str(report)).returncode == 0
+    page = report.read_text()
+    assert RESEND in page and "found in a public gist" in page
+    assert "<script" not in page.lower()
+    for value in w.issued_values():
+        assert value not in page
