@@ -135,6 +135,7 @@ class Engine:
         rt.observers.append(self._record_call)
         self.notifications_held: list[str] | None = None
         self._signing_key_checked = False
+        self._sink_pending: list[bytes] = []
 
     def _record_call(self, record: Any) -> None:
         """Keep each provider or target call until the transaction that records its step."""
@@ -200,7 +201,7 @@ class Engine:
         from rotator import __version__
 
         try:
-            append(
+            event = append(
                 s,
                 event_type=event_type,
                 actor=self.rt.actor,
@@ -222,6 +223,36 @@ class Engine:
                 "the action was not taken"
             ) from exc
         self.events_written += 1
+        every = self.rt.inventory.audit.get("checkpoint_every", 1000)
+        if isinstance(every, int) and every > 0 and event.seq % every == 0:
+            self._checkpoint_within(s)
+
+    def _audit_names(self) -> tuple[str, str]:
+        cfg = self.rt.inventory.audit
+        origin = str(cfg.get("origin", "rotator"))
+        return origin, str(cfg.get("key_name", origin))
+
+    def _checkpoint_within(self, s: Session) -> None:
+        """Sign a checkpoint every N events, inside the transaction that wrote the Nth.
+
+        Its copy goes to the external sink only once that transaction has committed, so
+        the sink never holds a checkpoint the database does not.
+        """
+        from sqlalchemy import event as sa_event
+
+        from audit.checkpoint import make_checkpoint
+        from rotator.keys import load_audit_key
+
+        origin, key_name = self._audit_names()
+        cp = make_checkpoint(s, load_audit_key(), origin, key_name)
+        if cp is None:
+            return
+        body = cp.body
+
+        def committed(_session: Session) -> None:
+            self._sink_pending.append(body)
+
+        sa_event.listen(s, "after_commit", committed, once=True)
 
     def refuse(self, unit: Unit | None, command: str, exc: RefusedError) -> RefusedError:
         """Record a refused command in its own transaction, then hand back the error."""
@@ -244,13 +275,15 @@ class Engine:
         from rotator.keys import load_audit_key
 
         cfg = self.rt.inventory.audit
-        origin = str(cfg.get("origin", "rotator"))
-        key_name = str(cfg.get("key_name", origin))
+        origin, key_name = self._audit_names()
         with self.rt.store.write() as s:
             cp = make_checkpoint(s, load_audit_key(), origin, key_name)
         self.events_written = 0
+        bodies, self._sink_pending = self._sink_pending, []
+        if cp is not None:
+            bodies.append(cp.body)
         sink = cfg.get("external_sink")
-        if cp is not None and isinstance(sink, str):
+        if bodies and isinstance(sink, str):
             from pathlib import Path
 
             from rotator.errors import AuditError
@@ -261,7 +294,8 @@ class Engine:
                 path = state_dir() / path
             try:
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                append_to_sink(path, cp.body)
+                for body in bodies:
+                    append_to_sink(path, body)
             except OSError as exc:
                 raise AuditError(
                     f"the audit checkpoint is in the database but its copy could not be "

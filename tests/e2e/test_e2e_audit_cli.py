@@ -65,3 +65,21 @@ def test_auditor_reads_exports_verifies_and_reports(world: World) -> None:
     assert "<script" not in page.lower()
     for value in w.issued_values():
         assert value not in page
+
+
+def test_a_checkpoint_every_n_events_reaches_the_sink(world: World) -> None:
+    w = world
+    text = w.inventory.read_text().replace("checkpoint_every = 1000", "checkpoint_every = 7")
+    w.inventory.write_text(text)
+    sink = w.inventory.parent / "audit-checkpoints.log"
+    before = sink.read_bytes().count(b"rotator-checkpoint ") if sink.exists() else 0
+    w.at("2027-01-10T11:00")
+    done = w.rotate("emergency", RESEND, "--reason", "drill", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = sink.read_bytes().count(b"rotator-checkpoint ")
+    events = len(w.rotate("audit", "log", "--json").stdout.splitlines())
+    # One per seven events written by this command, plus the one closing the command.
+    assert after - before >= 3, (before, after, events)
+    verified = w.rotate("audit", "verify", "--json")
+    assert verified.returncode == 0, verified.stdout
+    assert json.loads(verified.stdout)["valid"] is True
