@@ -542,8 +542,18 @@ def providers(as_json: JsonOpt = False) -> None:
     if as_json:
         _json(rows)
         return
+    typer.echo(
+        f"{'PROVIDER':<14} {'GENERATE':<9} {'REVOKE':<9} {'VERIFIED':<9} {'MAX LIVE':<9} SUMMARY"
+    )
     for row in rows:
-        typer.echo("  ".join(f"{k}={v}" for k, v in row.items()))
+        generate = "auto" if row["automated_generate"] else "person"
+        revoke = "auto" if row["automated_revoke"] else "person"
+        verified = "yes" if row["verifiable_revocation"] else "no"
+        most = row["max_live_credentials"] or "-"
+        typer.echo(
+            f"{row['name']:<14} {generate:<9} {revoke:<9} {verified:<9} {most!s:<9} "
+            f"{row['summary']}"
+        )
 
 
 @app.command()

@@ -157,3 +157,15 @@ def test_postgres_old_schema_is_refused_until_upgrade(state_dir: Path, pg_url: s
         "import", "BANDOFBAKERS_RESEND_API_KEY", "-i", str(EXAMPLE), input="re_pg\n", env=env
     )
     assert imported.returncode == 0, imported.stderr
+
+
+def test_providers_lists_the_four_with_capabilities(state_dir: Path) -> None:
+    done = rotate("providers")
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split()[1:5] for line in done.stdout.splitlines()[1:]}
+    assert rows["resend"] == ["auto", "auto", "yes", "-"]
+    assert rows["gcp-identity"] == ["auto", "auto", "yes", "-"]
+    assert rows["stripe"] == ["person", "person", "yes", "-"]
+    assert rows["google-oauth"] == ["person", "person", "yes", "2"]
+    listed = json.loads(rotate("providers", "--json").stdout)
+    assert {p["name"] for p in listed} == {"resend", "stripe", "gcp-identity", "google-oauth"}
