@@ -4,6 +4,15 @@ The caller owns the transaction: `append` flushes but never commits, so the even
 change it describes commit or roll back together. If the event cannot be written,
 `AuditWriteError` is raised and the caller must not take the action (fail closed).
 
+Cost per event (issue 8): the head is read with one driver-level statement, then kept in
+`session.info` for the next append in the same transaction, which holds the trail's lock
+(the advisory lock on PostgreSQL, the write lock on SQLite once a row is inserted), so
+the cached head stays true until the transaction ends. Session events drop it at every
+commit, rollback (savepoints included) and close, so a rolled-back append never leaves a
+stale head behind. The row goes in with one Core INSERT, and the entry is encoded once:
+the bytes built to validate the event before locking get their `seq` and `prev` spliced
+in, byte for byte what `encode_entry` returns for them.
+
 Appenders serialise on the head of the chain. On PostgreSQL `append` takes a
 transaction-scoped advisory lock first; on SQLite the caller opens the transaction with
 `BEGIN IMMEDIATE`, which already excludes other writers. The lock assumes READ COMMITTED
@@ -13,6 +22,7 @@ and its insert then fails on the primary key, which is still a refusal, not a fo
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -20,9 +30,9 @@ from functools import cache
 from importlib import metadata
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import event, insert, select, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel import col
 
 from audit.entry import ZERO_HASH, encode_entry, entry_hash
@@ -32,6 +42,18 @@ from rotator.store.models import AuditEvent
 
 # "rotaudit" as a big-endian int64: one lock for the whole trail, shared by every process.
 ADVISORY_LOCK_KEY = int.from_bytes(b"rotaudit", "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+# `session.info` key of the head cached by the last append: (root transaction, seq, hash).
+_HEAD_KEY = "audit.trail.head"
+_HEAD_SQL = "SELECT seq, entry_hash FROM audit_event ORDER BY seq DESC LIMIT 1"
+_INSERT = insert(AuditEvent.__table__)  # type: ignore[attr-defined]
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+# Markers of the top-level `prev` and `seq` in the bytes `encode_entry` returns for seq 1
+# and ZERO_HASH. Keys are sorted and every key after "details" holds a scalar, and inside
+# a JSON string each `"` follows a backslash, so the last match of each is the top level.
+_PREV_MARK = b',"prev":"' + ZERO_HASH.encode() + b'","rotation_id":'
+_SEQ_MARK = b',"seq":1,"time":"'
 
 
 @cache
@@ -53,6 +75,60 @@ def lock_head(session: Session) -> None:
     """Serialise with other appenders until the transaction ends (PostgreSQL only)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+
+
+def _forget_head(session: Session, *_args: Any) -> None:
+    # `info` is created on first use; do not create it just to empty it.
+    if "info" in session.__dict__:
+        session.info.pop(_HEAD_KEY, None)
+
+
+for _name in ("after_commit", "after_rollback", "after_soft_rollback", "after_transaction_end"):
+    event.listen(Session, _name, _forget_head)
+
+
+def _root(session: Session) -> SessionTransaction | None:
+    return session.get_transaction()
+
+
+def _locked_head(session: Session) -> tuple[int, str]:
+    """Lock the trail, flush the session and return its head (cached in this transaction)."""
+    cached = session.info.get(_HEAD_KEY)
+    if cached is not None and cached[0] is _root(session):
+        session.flush()
+        return int(cached[1]), str(cached[2])
+    lock_head(session)
+    # Flush the caller's pending changes, as the ORM read of the head used to (autoflush):
+    # if they cannot be written, neither is the event.
+    session.flush()
+    row = session.connection().exec_driver_sql(_HEAD_SQL).first()
+    if row is None:
+        return 0, ZERO_HASH
+    head_hash = row[1]
+    if not isinstance(head_hash, str) or not _HEX64.fullmatch(head_hash):
+        raise ValueError("the stored head hash is not a lowercase hex SHA-256")
+    return int(row[0]), head_hash
+
+
+def _place(template: bytes, seq: int, prev: str) -> bytes:
+    """Return `template` (the entry encoded as seq 1 after ZERO_HASH) as entry `seq`."""
+    at_prev = template.rfind(_PREV_MARK)
+    at_seq = template.rfind(_SEQ_MARK)
+    if at_prev < 0 or at_seq < at_prev:
+        raise ValueError("the audit entry does not have the expected shape")
+    return b"".join(
+        (
+            template[:at_prev],
+            b',"prev":"',
+            prev.encode("ascii"),
+            b'","rotation_id":',
+            template[at_prev + len(_PREV_MARK) : at_seq],
+            b',"seq":',
+            str(seq).encode("ascii"),
+            b',"time":"',
+            template[at_seq + len(_SEQ_MARK) :],
+        )
+    )
 
 
 def read_head(session: Session) -> tuple[int, str]:
@@ -96,31 +172,33 @@ def append(
         "rotation_id": rotation_id,
         "details": details,
     }
-    # Validate before locking, so a refused event never holds the trail's lock.
-    encode_entry(seq=1, prev=ZERO_HASH, **fields)
+    # Validate (and encode) before locking, so a refused event never holds the trail's lock.
+    template = encode_entry(seq=1, prev=ZERO_HASH, **fields)
     try:
-        lock_head(session)
-        head_seq, head_hash = read_head(session)
-        stored = encode_entry(seq=head_seq + 1, prev=head_hash, **fields)
-        event = AuditEvent(
-            seq=head_seq + 1,
-            entry=stored,
-            entry_hash=entry_hash(head_hash, stored),
-            time=moment,
-            actor=actor,
-            secret=secret,
-            environment=environment,
-            rotation_id=rotation_id,
-            event_type=event_type,
-        )
-        session.add(event)
-        session.flush()
+        head_seq, head_hash = _locked_head(session)
+        seq = head_seq + 1
+        stored = _place(template, seq, head_hash)
+        digest = entry_hash(head_hash, stored)
+        row: dict[str, Any] = {
+            "seq": seq,
+            "entry": stored,
+            "entry_hash": digest,
+            "time": moment,
+            "actor": actor,
+            "secret": secret,
+            "environment": environment,
+            "rotation_id": rotation_id,
+            "event_type": event_type,
+        }
+        session.connection().execute(_INSERT, row)
+        session.info[_HEAD_KEY] = (_root(session), seq, digest)
     except (SQLAlchemyError, ValueError, OSError) as exc:
+        session.info.pop(_HEAD_KEY, None)
         raise AuditWriteError(
             f"the audit event {event_type!r} could not be written ({type(exc).__name__}); "
             "the action was not taken: check the database and retry"
         ) from exc
-    return event
+    return AuditEvent(**row)
 
 
 def iter_events(
