@@ -506,8 +506,17 @@ class Engine:
         try:
             fence = self._claim(rotation_id)
         except ClaimedElsewhereError as exc:
-            self.rt.progress(f"skipped: {exc}")
-            return Outcome(rotation_id, "claimed", message=str(exc)), None
+            # Name the secret, not only the rotation id, so the line says what was left.
+            claimed = rotation_id
+            try:
+                with self.rt.store.read() as s:
+                    found = s.get(Rotation, rotation_id)
+                    if found is not None:
+                        claimed = self._unit_of(s, found).label
+            except RotatorError:
+                pass  # a secret no longer in the inventory: the id must do
+            self.rt.progress(f"skipped {claimed}: {exc}")
+            return Outcome(claimed, "claimed", message=str(exc)), None
         label = rotation_id
         steps: list[str] = []
         keep_claim = False
