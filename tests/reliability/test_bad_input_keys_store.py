@@ -104,8 +104,9 @@ def test_check_names_a_credential_that_is_not_set(q1: Case) -> None:
         q1,
         "check",
         code=2,
-        message="credential 'notify_resend_key': the environment variable "
-        "ROTATOR_SANDBOX_NOTIFY_KEY is not set",
+        message="credential 'cloudflare_api_token': the environment variable "
+        "ROTATOR_SANDBOX_CLOUDFLARE_TOKEN is not set",
+        env={"ROTATOR_SANDBOX_CLOUDFLARE_TOKEN": ""},
     )
 
 
