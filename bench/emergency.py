@@ -28,7 +28,11 @@ from bench.common import (
 
 RESEND_LIMITS = {"rate": 2.0, "concurrency": 2.0}
 """Resend's documented default (2 req/s, PROVIDERS.md §1), as the example inventory sets."""
+CLOUDFLARE_LIMITS = {"rate": 4.0, "concurrency": 4.0}
+"""`rotator.runtime.DEFAULT_LIMITS["cloudflare"]`: one budget for Workers and Pages."""
+LIMITS = {"resend": RESEND_LIMITS, "cloudflare": CLOUDFLARE_LIMITS}
 GOAL_FACTOR = 1.3
+WORKERS = 16
 
 
 def _index_resend_tokens(world: Any) -> None:
@@ -62,6 +66,22 @@ def _families(requests: dict[str, int]) -> Counter[str]:
 
 def _no_wait(seconds: float) -> None:
     """Skip the client's waits: Pages redeploy polls (the sandbox moves one stage per poll)."""
+
+
+def _engine(inv: Any, *, real_waits: bool = False) -> Any:
+    """Build an engine whose rate limiters wait for real and whose other waits are skipped.
+
+    The limiters take the runtime's sleep when the HTTP client is built; the client's own
+    sleep (Pages redeploy polls, retry back-off) is then swapped for `_no_wait`, so the
+    figures are provider latency, the per-provider limits and the tool's own work.
+    """
+    from rotator.engine import Engine
+    from rotator.runtime import Runtime
+
+    engine = Engine(Runtime(inventory=inv))
+    if not real_waits:
+        engine.rt.http.sleep = _no_wait
+    return engine
 
 
 def measure(n: int, serial: int, faults: str, real_waits: int = 0) -> dict[str, Any]:
@@ -118,7 +138,7 @@ def measure(n: int, serial: int, faults: str, real_waits: int = 0) -> dict[str, 
         result["latency_s"] = box.faults.latency
 
         if real_waits:
-            engine = Engine(Runtime(inventory=inv))
+            engine = _engine(inv, real_waits=True)
             started = time.perf_counter()
             for i in range(n + serial + 1, total + 1):
                 unit = engine.unit(secret_name(i), None)
@@ -126,8 +146,8 @@ def measure(n: int, serial: int, faults: str, real_waits: int = 0) -> dict[str, 
             result["real_wait_s"] = (time.perf_counter() - started) / real_waits
             engine.rt.close()
 
-        # Serial: one emergency after another, as `rotate emergency` does today.
-        engine = Engine(Runtime(inventory=inv, sleep=_no_wait))
+        # Serial: one emergency after another, as `rotate emergency SECRET` runs them.
+        engine = _engine(inv)
         before = box.state()["requests"]
         started = time.perf_counter()
         statuses: Counter[str] = Counter()
@@ -141,6 +161,7 @@ def measure(n: int, serial: int, faults: str, real_waits: int = 0) -> dict[str, 
         delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         result["serial_statuses"] = dict(statuses)
         result["per_emergency"] = {k: v / max(1, serial) for k, v in delta.items() if v}
+        result["serial_family"] = dict(_families(delta))
         result["per_emergency_family"] = {
             k: v / max(1, serial) for k, v in _families(delta).items()
         }
@@ -149,38 +170,73 @@ def measure(n: int, serial: int, faults: str, real_waits: int = 0) -> dict[str, 
         many = getattr(commands, "emergency_many", None)
         result["implemented"] = many is not None
         if many is not None:
-            engine = Engine(Runtime(inventory=inv, sleep=_no_wait))
-            units = [engine.unit(secret_name(i), None) for i in range(1, n + 1)]
-            progress: list[str] = []
+            engine = _engine(inv)
+            wanted = {secret_name(i) for i in range(1, n + 1)}
+            units = [
+                u
+                for u in commands.select_units(engine, every=True, provider=None, environment=None)
+                if u.spec.name in wanted
+            ]
+            progress: list[tuple[float, str]] = []
             before = box.state()["requests"]
             started = time.perf_counter()
-            outcomes = many(engine, units, on_progress=lambda line: progress.append(str(line)))
+
+            def on_progress(line: object) -> None:
+                progress.append((time.perf_counter() - started, str(line)))
+
+            outcomes = many(
+                engine, units, "bench: mass leak", workers=WORKERS, on_progress=on_progress
+            )
             result["concurrent_s"] = time.perf_counter() - started
             after = box.state()["requests"]
             delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+            result["concurrent_units"] = len(units)
             result["concurrent_family"] = dict(_families(delta))
+            result["concurrent_requests"] = {k: v for k, v in delta.items() if v}
             result["concurrent_statuses"] = dict(
                 Counter(getattr(o, "status", "?") for o in (outcomes or []))
             )
             result["progress_lines"] = len(progress)
+            result["progress"] = [(round(t, 2), line) for t, line in progress]
             engine.rt.close()
     return result
 
 
 def bound(result: dict[str, Any]) -> dict[str, float]:
-    """Return the wall time the per-provider limits impose on `n` emergencies."""
+    """Return the wall time the per-provider limits impose on `n` emergencies.
+
+    Requests per provider are those the sandbox counted during the concurrent run (a
+    batched publish sends fewer Cloudflare requests than `n` single emergencies), or the
+    serial run's per-emergency counts times `n` when there is no concurrent run. Each
+    provider's requests take at least count / rate, and count × latency / concurrency; the
+    bound is the largest of these and of one emergency's own time.
+    """
     n = result["n"]
-    resend = result["per_emergency_family"].get("resend", 0.0)
     latency = result["latency_s"]
-    rate_bound = n * resend / RESEND_LIMITS["rate"]
-    concurrency_bound = n * resend * latency / RESEND_LIMITS["concurrency"]
-    one = result["serial_s"] / max(1, result["serial_n"])
-    return {
-        "resend_rate": rate_bound,
-        "resend_concurrency": concurrency_bound,
-        "one_emergency": one,
-        "bound": max(rate_bound, concurrency_bound, one),
+    counts = result.get("concurrent_family") or {
+        k: v * n for k, v in result["per_emergency_family"].items()
     }
+    out: dict[str, float] = {}
+    for name, lim in LIMITS.items():
+        count = counts.get(name, 0)
+        out[f"{name}_requests"] = count
+        out[f"{name}_rate"] = count / lim["rate"]
+        out[f"{name}_concurrency"] = count * latency / lim["concurrency"]
+    out["one_emergency"] = result["serial_s"] / max(1, result["serial_n"])
+    terms = [v for k, v in out.items() if not k.endswith("_requests")]
+    out["bound"] = max(terms)
+    return out
+
+
+def _phases(progress: list[list[Any]]) -> str:
+    """Summarise the progress lines as phases: when each started and how long it took."""
+    marks = [(float(t), str(line)) for t, line in progress]
+    out = []
+    for i, (t, line) in enumerate(marks):
+        nxt = marks[i + 1][0] if i + 1 < len(marks) else None
+        took = f" ({fmt_s(nxt - t)} to the next line)" if nxt is not None else ""
+        out.append(f"{fmt_s(t)}: {line}{took}")
+    return "; ".join(out)
 
 
 def run(
@@ -233,28 +289,44 @@ def run(
             peer="counted by `Sandbox.state()`",
         ),
         Row(
-            f"bound imposed by Resend limits for {n} (rate {RESEND_LIMITS['rate']:g}/s, "
-            f"concurrency {RESEND_LIMITS['concurrency']:g})",
+            f"requests of the {n} at the sandbox"
+            + (" (concurrent run, counted)" if result.get("concurrent_family") else " (×n)"),
+            ", ".join(
+                f"{k} {v:,.0f}"
+                for k, v in sorted(
+                    (result.get("concurrent_family") or {k: v * n for k, v in per.items()}).items()
+                )
+            ),
+            peer="counted by `Sandbox.state()`; `env` is the health checks, not limited",
+        ),
+        Row(
+            f"bound imposed by the limits for {n} (Resend {RESEND_LIMITS['rate']:g}/s, "
+            f"concurrency {RESEND_LIMITS['concurrency']:g}; Cloudflare "
+            f"{CLOUDFLARE_LIMITS['rate']:g}/s, concurrency {CLOUDFLARE_LIMITS['concurrency']:g}, "
+            "shared by Workers and Pages)",
             fmt_s(b["bound"]),
-            peer=f"rate {fmt_s(b['resend_rate'])}, concurrency {fmt_s(b['resend_concurrency'])}, "
-            f"one emergency {fmt_s(one)}",
+            peer=f"Resend {b['resend_requests']:,.0f} requests: rate {fmt_s(b['resend_rate'])}, "
+            f"concurrency {fmt_s(b['resend_concurrency'])}; Cloudflare "
+            f"{b['cloudflare_requests']:,.0f} requests: rate {fmt_s(b['cloudflare_rate'])}, "
+            f"concurrency {fmt_s(b['cloudflare_concurrency'])}; one emergency {fmt_s(one)}",
         ),
     ]
     if result["implemented"]:
         conc = result["concurrent_s"]
         section.rows.append(
             Row(
-                f"concurrent: `emergency_many` over {n}",
-                fmt_s(conc),
+                f"concurrent: `emergency_many` over {n} ({WORKERS} workers)",
+                f"{fmt_s(conc)} ({conc / b['bound']:.2f} × bound, "
+                f"{extrapolated / conc:.1f}× faster than serial)",
                 f"≤ {GOAL_FACTOR} × bound = {fmt_s(goal)}",
                 f"serial ≈ {fmt_s(extrapolated)}",
                 verdict(conc <= goal),
             ),
         )
         section.notes.append(
-            f"`emergency_many`: {result['concurrent_statuses']}, {result['progress_lines']} "
-            f"progress lines, requests {result['concurrent_family']}; "
-            f"{conc / b['bound']:.2f} × the bound."
+            f"`emergency_many` over {result['concurrent_units']} units: outcomes "
+            f"{result['concurrent_statuses']}; requests {result['concurrent_requests']}. "
+            f"Progress lines ({result['progress_lines']}): {_phases(result['progress'])}."
         )
     else:
         section.rows.append(
@@ -286,19 +358,20 @@ def run(
         "sandbox's Resend API and imported; the sandbox runs in the same process with the "
         f"`{faults}` profile ({result['latency_s'] * 1000:.0f} ms per provider request) and "
         "the inventory sets `[limits.resend] rate = 2, concurrency = 2` (Resend's documented "
-        "default). The runtime's sleep is skipped, so the Pages target's redeploy polls "
-        "(2 s, doubling; the sandbox moves a deployment one stage per poll) do not wait: "
-        "the figures are provider latency, limits and the tool's own work. Each emergency "
+        "default); Cloudflare keeps the runtime's default (4/s, concurrency 4, one budget "
+        "for Workers and Pages). The rate limiters wait for real; the HTTP client's own "
+        "sleep is skipped, so the Pages target's redeploy polls (2 s, doubling; the sandbox "
+        "moves a deployment one stage per poll) and retry back-offs do not wait: the "
+        "figures are provider latency, limits and the tool's own work. A single emergency "
         "redeploys Pages twice (staging, production); with the waits, one emergency takes "
-        "the row above, so a mass emergency must share redeploys between secrets (one "
-        "per environment and batch, as `Engine._publish` does for `rotate run`). "
-        "Setup (keys and imports) took "
+        "the 'really waited' row, which is why `emergency_many` publishes each step as one "
+        "batch (one redeploy per environment and step). Setup (keys and imports) took "
         f"{fmt_s(result['setup_s'])} and is not counted.",
-        "The bound is the largest of: Resend requests of all emergencies at the rate limit; "
-        "the same requests' latency spread over the concurrency limit; one emergency's own "
-        "critical path. Cloudflare is not limited in the inventory (its documented limit is "
-        "1,200 requests per 5 minutes, 4/s); Cloudflare and health requests per emergency "
-        "are listed above.",
+        "The bound is the largest of: each limited provider's requests (as counted) at its "
+        "rate limit; the same requests' latency spread over its concurrency limit; one "
+        "emergency's own time. It assumes Resend and Cloudflare work overlap perfectly; "
+        "an emergency's steps alternate between them (generate: Resend; stage: Cloudflare "
+        "then validate on Resend; promote: Cloudflare; revoke and verify: Resend).",
         "The sandbox looks each deployed value up among all Resend keys by a linear scan "
         "after every request, under its global lock (rotator/sandbox/resend.py "
         "`ResendAccount.by_token`, called from `World.record_health`); the bench swaps in "
