@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import ROOT, Section
@@ -17,7 +18,7 @@ def run_all(quick: bool, *, skip: tuple[str, ...] = ()) -> list[Section]:
     from bench import emergency, startup, tick, trail
 
     sections: list[Section] = []
-    plans = {
+    plans: dict[str, Callable[[], Section]] = {
         "startup": lambda: startup.run(runs=3 if quick else 15, secrets=10 if quick else 100),
         "tick": lambda: tick.run(
             sizes=(200, 1_000) if quick else (1_000, 10_000, 100_000),

@@ -10,6 +10,7 @@ import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -37,8 +38,8 @@ MONTH1_MOMENT = datetime(2027, 1, 15, 2, 30, tzinfo=LONDON).astimezone(UTC)
 NEXT_CHECK = datetime(2027, 3, 1, 0, 0, tzinfo=LONDON).astimezone(UTC)
 
 
-def _utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def _utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=UTC)
 
 
 def populate(url: str, count: int, *, history: int = 0, audit_events: int = 0) -> None:
@@ -289,7 +290,7 @@ def run(
             _, month1_s, _ = _median_tick(inventory, url, MONTH1_MOMENT, runs, None)
             due = max(1, size // 100)
             _, due_s, due_n = _median_tick(
-                inventory, url, IDLE_MOMENT, runs, lambda url=url: _make_due(url, 0.01, IDLE_MOMENT)
+                inventory, url, IDLE_MOMENT, runs, partial(_make_due, url, 0.01, IDLE_MOMENT)
             )
             total = load_s + idle_s
             row: dict[str, Any] = {
@@ -348,7 +349,7 @@ def run(
             populate(url, size, history=history, audit_events=audit_events)
             load_s, idle_s, _ = _median_tick(inventory, url, IDLE_MOMENT, runs, None)
             _, due_s, _ = _median_tick(
-                inventory, url, IDLE_MOMENT, runs, lambda url=url: _make_due(url, 0.01, IDLE_MOMENT)
+                inventory, url, IDLE_MOMENT, runs, partial(_make_due, url, 0.01, IDLE_MOMENT)
             )
             base = raw[str(size)]
             section.rows += [
