@@ -25,13 +25,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from providers.base import CredentialSource
-from providers.http import HttpClient
 from rotator.errors import TargetConfigError, TargetError, UnknownNameError
 from rotator.plugins import TARGET_GROUP
 from rotator.secret import Secret
+
+if TYPE_CHECKING:
+    # Types only: inventory validation loads the target classes on every command, and
+    # `rotate status` must not pay for importing httpx.
+    from providers.base import CredentialSource
+    from providers.http import HttpClient
 
 
 class Target(ABC):

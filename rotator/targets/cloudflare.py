@@ -8,13 +8,16 @@ Rate limits (429, the 5-minute block) and 502/503/504 are retried or turned into
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from providers.base import CredentialSource
-from providers.http import HttpClient
 from rotator.errors import RetryLaterError, TargetConfigError, TargetError
 from rotator.secret import MASK, Secret
+
+if TYPE_CHECKING:
+    # Types only: the inventory validator loads this module on every command.
+    from providers.base import CredentialSource
+    from providers.http import HttpClient
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 CREDENTIAL_NAME = "cloudflare_api_token"

@@ -169,3 +169,19 @@ def test_providers_lists_the_four_with_capabilities(state_dir: Path) -> None:
     assert rows["google-oauth"] == ["person", "person", "yes", "2"]
     listed = json.loads(rotate("providers", "--json").stdout)
     assert {p["name"] for p in listed} == {"resend", "stripe", "gcp-identity", "google-oauth"}
+
+
+def test_status_imports_neither_httpx_nor_cryptography(state_dir: Path) -> None:
+    rotate("init")
+    code = (
+        "import sys\n"
+        "from rotator.cli import app\n"
+        f"argv = ['status', '-i', {str(EXAMPLE)!r}]\n"
+        "try:\n"
+        "    app(argv, prog_name='rotate', standalone_mode=False)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('HEAVY=' + ','.join(m for m in ('httpx', 'cryptography') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY=\n" in done.stdout, done.stdout + done.stderr
