@@ -354,6 +354,11 @@ def emergency(
     code = _outcomes([outcome], as_json)
     if outcome.status == "person":
         _show_instruction(engine, unit)
+    if outcome.status == "claimed":
+        # Security staff must not read "done" while another runner still holds the work.
+        from rotator.errors import ClaimedElsewhereError
+
+        code = ClaimedElsewhereError.exit_code
     raise typer.Exit(code)
 
 
