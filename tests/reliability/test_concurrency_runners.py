@@ -165,9 +165,13 @@ def _four_runners(w: CrashWorld, tmp_path: Path, db: dict[str, str]) -> None:
     names = {name for name, _ in status}
     for line in claimed:
         assert line.split()[0].split("[")[0] in names and "runner" in line, line
-    assert claimed, outputs  # with 4 overlapping runners, some meet a claim
     workers = [r for r in results if "generate" in r.stdout]
     assert workers, outputs
+    # A runner that did no work either met a claim and said so, or started after the
+    # work was done and found nothing due (the overlap depends on the machine's load).
+    for r in results:
+        if r not in workers:
+            assert "claimed" in r.stdout or "nothing due" in r.stdout, r.stdout
     print(
         f"\n4 runners: {elapsed:.1f} s, exit codes {[r.returncode for r in results]}, "
         f"{len(claimed)} claimed line(s), {len(workers)} runner(s) generated, "
