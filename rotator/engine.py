@@ -407,7 +407,7 @@ class Engine:
         cycle = current_cycle_start(now, inv.tz, inv.quarter_start_months)
         if now < month_gate(cycle, 1, inv.tz) or cycle.month_of(now.astimezone(inv.tz).date()) != 1:
             return 0
-        from sqlalchemy.exc import IntegrityError
+        from sqlalchemy.exc import IntegrityError, OperationalError
 
         for _ in range(3):
             try:
@@ -415,6 +415,10 @@ class Engine:
             except IntegrityError:
                 # Another runner planned some of the same cycles first; look again.
                 continue
+            except OperationalError as exc:
+                if "deadlock" not in str(exc).lower():
+                    raise
+                continue  # the database chose this planner as the victim: look again
         return 0
 
     def _plan_missing(self, cycle: Any, now: datetime) -> int:
@@ -432,6 +436,12 @@ class Engine:
         if not missing:
             return 0
         with self.rt.store.write() as s:
+            # Take the audit trail's lock before inserting anything: two planners on
+            # PostgreSQL would otherwise each hold a new rotation row the other waits on
+            # while waiting for the trail's lock the other holds (a deadlock).
+            from audit.trail import lock_head
+
+            lock_head(s)
             for unit in missing:
                 record = self.record(s, unit)
                 exists = s.exec(
