@@ -5,6 +5,12 @@ check them line by line. The machine never calls anything; the engine performs w
 answers and records the result. A row reads: in `state`, step `step` may run once every
 gate passes; success moves to `done`; an operator-assisted provider waits in `waiting`
 for a person (`rotate supply` / `rotate confirm`).
+
+Every state change is answered here: `next_state(kind, state, event)` reads the rows for
+a step's success, a person's turn and a person's answer, and `EVENTS` for what is not a
+step (a failed health check, rollback, abort, supersede, fail, resume). The engine calls
+it for every change and never sets a state of its own accord, so a rule of the sequence
+is one row or one event here.
 """
 
 from __future__ import annotations
@@ -32,8 +38,18 @@ ROLLED_BACK = "rolled-back"
 ABORTED = "aborted"
 SUPERSEDED = "superseded"  # an emergency took over this quarterly cycle
 FAILED = "failed"  # needs a person: the retry budget of a step is spent
+ROLLING_BACK = "rolling-back"  # the previous value goes back everywhere the new one went
+ABORTING = "aborting"  # before promotion: staging goes back, the pending one is discarded
+AWAITING_DISCARD = "awaiting-discard"  # a person must delete the rolled-back credential
 
 TERMINAL = frozenset({COMPLETED, ROLLED_BACK, ABORTED, SUPERSEDED})
+PERSON_STATES = frozenset({AWAITING_SUPPLY, AWAITING_REVOKE, AWAITING_DISCARD, FAILED})
+"""States in which nothing moves until a person acts: shown, counted and reminded."""
+BEFORE_PROMOTE = frozenset({PLANNED, ASSESSED, AWAITING_SUPPLY, GENERATED, STAGED, VALIDATED})
+IN_FLIGHT_EXCLUDED = frozenset({PLANNED, REVOKED})
+"""Active states that hold no credential of their own in motion: a planned cycle waits
+for the previous one, a revoked one only awaits its review. Every other active state is
+"in flight", and the database allows one such rotation per unit (`uq_rotation_in_flight`)."""
 QUARTERLY = "quarterly"
 EMERGENCY = "emergency"
 
@@ -61,6 +77,7 @@ class Facts:
     approved: bool = False
     rolled_back: bool = False
     failed_state: str | None = None
+    other_in_flight: str | None = None  # another rotation of the unit holding the slot
 
 
 @dataclass(frozen=True)
@@ -88,7 +105,7 @@ class Finished:
 
 
 Decision = Do | Wait | AwaitPerson | Finished
-Gate = Callable[[Facts], Wait | None]
+Gate = Callable[[Facts], Wait | AwaitPerson | None]
 
 
 # Gates: each answers None when open, else why it is closed and until when.
@@ -97,6 +114,13 @@ def previous_revoked(f: Facts) -> Wait | None:
         return Wait("no current value is recorded: run `rotate import SECRET` first")
     if f.live_credentials >= 2:
         return Wait("the previous cycle has not revoked its old credential yet (two are live)")
+    return None
+
+
+def unit_free(f: Facts) -> Wait | None:
+    """One rotation in flight per unit: a cycle waits while another one holds the slot."""
+    if f.other_in_flight:
+        return Wait(f"rotation {f.other_in_flight} of this secret is still in flight")
     return None
 
 
@@ -125,9 +149,13 @@ def in_window(f: Facts) -> Wait | None:
     return None
 
 
-def approved(f: Facts) -> Wait | None:
+def approved(f: Facts) -> AwaitPerson | None:
+    # A person's turn, not a date: shown as needing a person and reminded daily.
     if f.approval_required and not f.approved:
-        return Wait("production needs a recorded approval: run `rotate approve SECRET`")
+        return AwaitPerson(
+            "production needs a recorded stakeholder approval",
+            'rotate approve {secret}{env} --note "..."',
+        )
     return None
 
 
@@ -153,6 +181,7 @@ class Row:
     person: str | None = None  # what that person does
     command: str = ""
     human: bool = False  # the step is a person's decision, never automatic
+    resume_to: str | None = None  # `done` is FAILED: the state `rotate resume` goes back to
     notes: str = field(default="")
 
 
@@ -162,7 +191,7 @@ QUARTERLY_TABLE: tuple[Row, ...] = (
     Row(
         PLANNED,
         "generate",
-        (_month(1), previous_revoked),
+        (_month(1), previous_revoked, unit_free),
         GENERATED,
         waiting=AWAITING_SUPPLY,
         person="create a new credential and hand it over",
@@ -190,6 +219,27 @@ QUARTERLY_TABLE: tuple[Row, ...] = (
         person="record the security review of this cycle",
         command='rotate review {secret}{env} --note "..."',
     ),
+    # Rollback (DESIGN §3 "Operations"): the previous value back in every environment
+    # that received the new one, production first when production failed, each one
+    # healthy again, and only then the new credential discarded.
+    Row(
+        ROLLING_BACK,
+        "rollback",
+        (),
+        ROLLED_BACK,
+        waiting=AWAITING_DISCARD,
+        person="delete the rolled-back credential at the provider (not the current one)",
+        command="rotate confirm {secret}{env} --step revoke",
+    ),
+    Row(
+        ABORTING,
+        "rollback",
+        (),
+        ABORTED,
+        waiting=AWAITING_DISCARD,
+        person="delete the discarded pending credential at the provider (not the current one)",
+        command="rotate confirm {secret}{env} --step revoke",
+    ),
 )
 
 # DESIGN.md §3, emergency: assess, generate, stage (+validate), promote, revoke, notify —
@@ -216,9 +266,106 @@ EMERGENCY_TABLE: tuple[Row, ...] = (
         command="rotate confirm {secret}{env} --step revoke",
     ),
     Row(REVOKED, "notify", (), COMPLETED),
+    # An emergency that had to roll back cannot finish: service is restored on the
+    # compromised credential, the new one is kept (not current) and a person decides.
+    # `rotate resume` (or `rotate emergency` again) stages and promotes it once more.
+    Row(
+        ROLLING_BACK,
+        "rollback",
+        (),
+        FAILED,
+        resume_to=GENERATED,
+        notes="production serves the compromised credential again",
+    ),
+    Row(ABORTING, "rollback", (), ABORTED),
 )
 
 TABLES = {QUARTERLY: QUARTERLY_TABLE, EMERGENCY: EMERGENCY_TABLE}
+
+
+class IllegalTransition(ValueError):
+    """The engine asked for a change the tables do not allow: a bug, never a person's error."""
+
+
+# Events that are not a step's success: (kinds, states they may leave, state they enter).
+ANY_KIND = frozenset({QUARTERLY, EMERGENCY})
+_LIVE_STATES = frozenset(
+    {
+        PLANNED,
+        ASSESSED,
+        AWAITING_SUPPLY,
+        GENERATED,
+        STAGED,
+        VALIDATED,
+        PROMOTED,
+        MONITORED,
+        AWAITING_REVOKE,
+        REVOKED,
+        NOTIFIED,
+        ROLLING_BACK,
+        ABORTING,
+        AWAITING_DISCARD,
+    }
+)
+EVENTS: dict[str, tuple[frozenset[str], frozenset[str], str]] = {
+    # A confirmed production failure after promotion (promote's own check, or monitoring).
+    "health-failed": (ANY_KIND, frozenset({PROMOTED, MONITORED}), ROLLING_BACK),
+    # `rotate rollback`: after promote, before revoke.
+    "rollback": (ANY_KIND, frozenset({PROMOTED, MONITORED, AWAITING_REVOKE}), ROLLING_BACK),
+    # `rotate abort`: before promote.
+    "abort": (ANY_KIND, BEFORE_PROMOTE, ABORTING),
+    # An emergency took over (assess): the quarterly cycle ends where it stands.
+    "supersede": (frozenset({QUARTERLY}), _LIVE_STATES | {FAILED}, SUPERSEDED),
+    # A step's retry budget is spent, or its failure needs a person (a config, a key).
+    "fail": (ANY_KIND, _LIVE_STATES, FAILED),
+}
+
+
+def next_state(kind: str, state: str, event: str, *, resume_to: str | None = None) -> str:
+    """Answer the state a rotation enters on `event`; raise `IllegalTransition` if none.
+
+    `done`: the step of the row for `state` succeeded. `await-person`: that step needs a
+    person (operator-assisted). `answered`: the person did it (`supply`, `confirm`).
+    `resume`: a failed rotation goes back to `resume_to` (recorded when it failed).
+    Any other event is looked up in `EVENTS`.
+    """
+    if event == "resume":
+        if state != FAILED or not resume_to or resume_to in TERMINAL or resume_to == FAILED:
+            raise IllegalTransition(f"cannot resume a {kind} rotation from {state} to {resume_to}")
+        return resume_to
+    if event in ("done", "await-person", "answered"):
+        for row in TABLES[kind]:
+            if event == "done" and state == row.state:
+                return row.done
+            if event == "await-person" and state == row.state and row.waiting:
+                return row.waiting
+            if event == "answered" and state == row.waiting:
+                return row.done
+        raise IllegalTransition(f"no row lets a {kind} rotation in {state} take {event!r}")
+    if event not in EVENTS:
+        raise IllegalTransition(f"unknown event {event!r}")
+    kinds, sources, target = EVENTS[event]
+    if kind not in kinds or state not in sources:
+        raise IllegalTransition(f"a {kind} rotation in {state} cannot take {event!r}")
+    return target
+
+
+def resume_point(kind: str, state: str) -> str | None:
+    """Where `rotate resume` goes back to when the row for `state` ends in FAILED."""
+    for row in TABLES[kind]:
+        if row.state == state and row.done == FAILED:
+            return row.resume_to
+    return None
+
+
+def in_flight(state: str, active: bool) -> bool:
+    """True when the rotation holds the unit's one in-flight slot (see the partial index)."""
+    return active and state not in IN_FLIGHT_EXCLUDED and state not in TERMINAL
+
+
+def needs_person(kind: str, state: str) -> bool:
+    """True in a state that waits for a person (a human gate is found by `next_decision`)."""
+    return state in PERSON_STATES or (state == REVOKED and kind == QUARTERLY)
 
 
 def row_for(kind: str, state: str) -> Row | None:
@@ -234,74 +381,82 @@ def next_decision(f: Facts) -> Decision:
         return Finished(f.state)
     if f.state == FAILED:
         return AwaitPerson(
-            f"a step failed after its retry budget (in state {f.failed_state})",
+            f"the rotation stopped and needs a person (it was {f.failed_state})",
             "rotate resume {secret}{env}",
         )
     row = row_for(f.kind, f.state)
     if row is None:
         raise ValueError(f"no row for state {f.state!r} of a {f.kind} rotation")
+    if f.state == row.waiting:
+        return AwaitPerson(row.person or row.step, row.command)
     for gate in row.gates:
         closed = gate(f)
         if closed is not None:
             return closed
     if row.human:
         return AwaitPerson(row.person or row.step, row.command)
-    if f.state == row.waiting:
-        return AwaitPerson(row.person or row.step, row.command)
     return Do(row.step)
 
 
-# Operator commands: in which states each is allowed, and what it needs.
+# Operator commands: the states each is allowed in (both kinds unless named).
+COMMANDS: dict[str, tuple[frozenset[str], frozenset[str], str]] = {
+    "supply": (
+        ANY_KIND,
+        frozenset({AWAITING_SUPPLY}),
+        "no value is awaited: the rotation is {state}, and `supply` only answers a "
+        "generate step that waits for a person",
+    ),
+    "confirm-revoke": (
+        ANY_KIND,
+        frozenset({AWAITING_REVOKE, AWAITING_DISCARD}),
+        "no revocation awaits confirmation: the rotation is {state}",
+    ),
+    "approve": (
+        frozenset({QUARTERLY}),
+        frozenset({GENERATED, STAGED, VALIDATED}),
+        "approval is given between generate and promote; the rotation is {state}",
+    ),
+    "review": (
+        frozenset({QUARTERLY}),
+        frozenset({REVOKED}),
+        "the security review comes after revocation; the rotation is {state}",
+    ),
+    "rollback": (
+        ANY_KIND,
+        EVENTS["rollback"][1],
+        "rollback is possible after promote and before revoke; the rotation is {state}",
+    ),
+    "abort": (
+        ANY_KIND,
+        EVENTS["abort"][1],
+        "abort is possible only before promotion; the rotation is {state}",
+    ),
+    "resume": (ANY_KIND, frozenset({FAILED}), "the rotation has not failed; it is {state}"),
+}
+_OPENS_WITH = {"supply": "generate", "confirm-revoke": "revoke", "review": "revoke"}
+
+
 def check_command(command: str, f: Facts) -> None:
     """Raise `RefusedError` naming why `command` is not allowed now and when it will be."""
+    if command not in COMMANDS:
+        raise ValueError(f"unknown command {command!r}")
     state = f.state
     if state in TERMINAL:
         raise RefusedError(f"the rotation is {state}; there is nothing to {command}")
-    if command == "supply":
-        if state != AWAITING_SUPPLY:
-            raise RefusedError(
-                f"no value is awaited: the rotation is {state}, "
-                "and `supply` only answers a generate step that waits for a person",
-                _opening_of(f, "generate"),
-            )
-    elif command == "confirm-revoke":
-        if state != AWAITING_REVOKE:
-            raise RefusedError(
-                f"no revocation awaits confirmation: the rotation is {state}",
-                _opening_of(f, "revoke"),
-            )
-    elif command == "approve":
-        if f.kind != QUARTERLY or state not in (GENERATED, STAGED, VALIDATED):
-            raise RefusedError(
-                f"approval is given between generate and promote; the rotation is {state}"
-            )
-    elif command == "review":
-        if state != REVOKED or f.kind != QUARTERLY:
-            raise RefusedError(
-                f"the security review comes after revocation; the rotation is {state}",
-                _opening_of(f, "revoke"),
-            )
-    elif command == "rollback":
-        if state not in (PROMOTED, MONITORED, AWAITING_REVOKE):
-            raise RefusedError(
-                f"rollback is possible after promote and before revoke; the rotation is {state}"
-                + ("; use `rotate abort` before promotion" if _before_promote(state) else "")
-            )
-    elif command == "abort":
-        if not _before_promote(state):
-            raise RefusedError(
-                f"abort is possible only before promotion; the rotation is {state}"
-                + ("; use `rotate rollback` instead" if state in (PROMOTED, MONITORED) else "")
-            )
-    elif command == "resume":
-        if state != FAILED:
-            raise RefusedError(f"the rotation has not failed; it is {state}")
-    else:
-        raise ValueError(f"unknown command {command!r}")
-
-
-def _before_promote(state: str) -> bool:
-    return state in (PLANNED, ASSESSED, AWAITING_SUPPLY, GENERATED, STAGED, VALIDATED)
+    kinds, states, why = COMMANDS[command]
+    if f.kind not in kinds or state not in states:
+        hint = ""
+        if command == "rollback" and state in BEFORE_PROMOTE:
+            hint = "; use `rotate abort` before promotion"
+        elif command == "abort" and state in (PROMOTED, MONITORED):
+            hint = "; use `rotate rollback` instead"
+        step = _OPENS_WITH.get(command)
+        raise RefusedError(
+            why.format(state=state) + hint,
+            _opening_of(f, step) if step else None,
+        )
+    if command == "approve" and f.approved:
+        raise RefusedError("this rotation is already approved; one approval is recorded")
 
 
 def _opening_of(f: Facts, step: str) -> datetime | None:
