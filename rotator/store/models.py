@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from rotator.clock import now
@@ -50,6 +50,10 @@ class CredentialVersion(SQLModel, table=True):
     notes: str = "{}"
 
 
+IN_FLIGHT_WHERE = "active AND state NOT IN ('planned', 'revoked')"
+"""The rotations that hold a unit's one in-flight slot (see `machine.in_flight`)."""
+
+
 class Rotation(SQLModel, table=True):
     """One run of a sequence (quarterly cycle or emergency) for one secret."""
 
@@ -58,6 +62,15 @@ class Rotation(SQLModel, table=True):
         Index("ix_rotation_active_due", "active", "next_check_at"),
         Index("ix_rotation_secret", "secret_id", "active"),
         Index("uq_rotation_cycle", "secret_id", "cycle", unique=True),
+        # One rotation in flight per unit, enforced by the database (DESIGN §4.11): two
+        # emergencies started at the same moment cannot both be inserted.
+        Index(
+            "uq_rotation_in_flight",
+            "secret_id",
+            unique=True,
+            sqlite_where=text(IN_FLIGHT_WHERE),
+            postgresql_where=text(IN_FLIGHT_WHERE),
+        ),
     )
 
     id: str = Field(primary_key=True)
@@ -169,3 +182,21 @@ class NotificationLog(SQLModel, table=True):
     ok: bool
     error: str | None = None
     at: datetime = Field(default_factory=now)
+
+
+class Deployment(SQLModel, table=True):
+    """What one target of one environment may serve for one unit: the versions it holds.
+
+    Written before a publish (the new version joins the set: it may be served from now
+    on) and after it (the set becomes exactly that version), so a crash or a failed
+    publish leaves both versions listed. A credential is never revoked while any set
+    holds it. No row means the target serves the unit's current value (as imported).
+    """
+
+    __tablename__ = "deployment"
+
+    secret_id: int = Field(foreign_key="secret.id", primary_key=True)
+    environment: str = Field(primary_key=True)
+    target: str = Field(primary_key=True)
+    serving: str = "[]"
+    updated_at: datetime = Field(default_factory=now)
