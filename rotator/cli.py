@@ -230,6 +230,11 @@ def status(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
             f"{row['secret']:<46} {row['provider']:<13} {row['scope']:<11} {age:>7}  {flight}"
         )
     for row in rows:
+        for r in row["rotations"]:
+            if r.get("instruction"):
+                label = row["secret"] + ("" if row["scope"] == "shared" else f"[{row['scope']}]")
+                typer.echo(f"\n{label}: " + r["instruction"])
+    for row in rows:
         for failure in row.get("notification_failures", []):
             typer.echo(
                 f"notification channel {failure['channel']} failed at {failure['time']}: "
@@ -323,11 +328,26 @@ def emergency(
         int, typer.Option("--workers", help="Concurrent steps of a mass emergency.", min=1)
     ] = 16,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    again: Annotated[
+        bool,
+        typer.Option(
+            "--again", help="Start another emergency even if one completed within the hour."
+        ),
+    ] = False,
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Rotate a compromised secret now: generate, stage, promote, revoke, notify."""
-    from rotator.commands import drive, emergency_many, select_units, start_emergency
+    """Rotate a compromised secret now: generate, stage, promote, revoke, notify.
+
+    Running it again joins the emergency in flight, or resumes one that stopped.
+    """
+    from rotator.commands import (
+        EmergencyFinished,
+        drive,
+        emergency_many,
+        select_units,
+        start_emergency,
+    )
 
     engine = _engine(inventory)
     if secret is None:
@@ -347,12 +367,23 @@ def emergency(
             f"Rotate {unit.label} now and revoke every current credential of it?", abort=True
         )
     engine.rt.progress = lambda line: _echo_err(f"  … {line}")
-    rotation = start_emergency(engine, unit, reason)
-    _echo_err(f"emergency {rotation} for {unit.label}: assessed")
-    outcome = drive(engine, rotation)
+    try:
+        rotation = start_emergency(engine, unit, reason, again=again)
+        _echo_err(f"emergency {rotation} for {unit.label}: assessed")
+        outcome = drive(engine, rotation)
+    except EmergencyFinished as done:
+        typer.echo(str(done))
+        raise typer.Exit(0) from None
+    except KeyboardInterrupt:
+        _echo_err(
+            f"interrupted: the state is safe (each step is recorded before and after it "
+            f"runs); run `rotate emergency {unit.spec.name}{unit.env_flag} --reason ...` "
+            "again to resume it"
+        )
+        raise typer.Exit(130) from None
     engine.checkpoint()
     code = _outcomes([outcome], as_json)
-    if outcome.status == "person":
+    if outcome.status in ("person", "failed"):
         _show_instruction(engine, unit)
     if outcome.status == "claimed":
         # Security staff must not read "done" while another runner still holds the work.
@@ -508,6 +539,12 @@ def show(
             )
         for a in r["approvals"]:
             typer.echo(f"      {a['at']}  {a['kind']:<9} {a['actor']}: {a['note']}")
+        if r.get("instruction"):
+            typer.echo("      needs a person: " + r["instruction"].replace("\n", "\n      "))
+    if data.get("serving"):
+        typer.echo("serving (what each target holds, by version):")
+        for where, held in data["serving"].items():
+            typer.echo(f"  {where:<60} {', '.join(held) or '-'}")
 
 
 @app.command()
@@ -919,7 +956,10 @@ def main() -> NoReturn:
         _echo_err("aborted")
         sys.exit(1)
     except KeyboardInterrupt:
-        _echo_err("interrupted; run the same command again to resume")
+        _echo_err(
+            "interrupted: the state is safe (each step is recorded before and after it runs); "
+            "run the same command again, or `rotate resume SECRET` for a failed rotation"
+        )
         sys.exit(130)
     except typer.TyperException as exc:  # usage errors: a message and exit 2
         show = getattr(exc, "show", None)

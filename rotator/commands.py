@@ -16,11 +16,11 @@ from sqlmodel import Session, col, select
 from rotator import machine as m
 from rotator import repository as repo
 from rotator.clock import as_utc
+from rotator.deployments import table as deployment_table
 from rotator.engine import Engine, Outcome, Unit
 from rotator.errors import (
     ClaimedElsewhereError,
     RefusedError,
-    RotatorError,
     UnknownNameError,
 )
 from rotator.secret import Secret
@@ -29,6 +29,8 @@ from rotator.store.models import Approval, CredentialVersion, Rotation, SecretRe
 CONFIRM_ATTEMPTS = 6
 CONFIRM_DELAY = 5.0
 CLAIM_WAIT = 60.0
+REPEAT_WINDOW = timedelta(hours=1)
+"""Within this span after an emergency completed, running it again reports that one."""
 
 
 def _refuse(engine: Engine, unit: Unit, command: str, reason: str) -> RefusedError:
@@ -97,8 +99,12 @@ def import_value(engine: Engine, unit: Unit, value: Secret, ref: str | None) -> 
     return version.id
 
 
-def start_emergency(engine: Engine, unit: Unit, reason: str) -> str:
-    """Record the emergency (assess) and supersede a quarterly cycle in flight."""
+def start_emergency(engine: Engine, unit: Unit, reason: str, *, again: bool = False) -> str:
+    """Record the emergency (assess) and supersede a quarterly cycle in flight.
+
+    Re-running it joins the emergency in flight (a failed one is resumed); within
+    `REPEAT_WINDOW` of one that completed, it reports that one unless `again` is set.
+    """
     rt = engine.rt
     if not reason.strip():
         raise _refuse(engine, unit, "emergency", "an emergency needs --reason (what leaked, how)")
@@ -107,10 +113,14 @@ def start_emergency(engine: Engine, unit: Unit, reason: str) -> str:
     # A master key that cannot read the stored values would stop the emergency after
     # it is recorded; refuse before anything is written.
     check_key_ids(rt.store, rt.master_key)
+    existing = _emergency_of(engine, unit, again=again)
+    if existing is not None:
+        return existing
+    health = _health_before(engine, unit)
     deadline = rt.clock() + timedelta(seconds=CLAIM_WAIT)
     while True:
         try:
-            return _assess(engine, unit, reason)
+            return _assess(engine, unit, reason, health)
         except ClaimedElsewhereError:
             if rt.clock() >= deadline:
                 raise
@@ -118,7 +128,70 @@ def start_emergency(engine: Engine, unit: Unit, reason: str) -> str:
             rt.sleep(2.0)
 
 
-def _assess(engine: Engine, unit: Unit, reason: str) -> str:
+class EmergencyFinished(Exception):
+    """An emergency of this unit completed moments ago; `--again` starts another."""
+
+    def __init__(self, message: str, rotation_id: str) -> None:
+        super().__init__(message)
+        self.rotation_id = rotation_id
+
+
+def _emergency_of(engine: Engine, unit: Unit, *, again: bool) -> str | None:
+    """Return the emergency to join (in flight, or failed: resumed), or None for a new one."""
+    rt = engine.rt
+    now = rt.clock()
+    with rt.store.read() as s:
+        record = repo.find_secret(s, unit.spec.name, unit.scope_env)
+        if record is None:
+            return None
+        latest = s.exec(
+            select(Rotation)
+            .where(Rotation.secret_id == record.id, Rotation.kind == m.EMERGENCY)
+            .order_by(col(Rotation.created_at).desc())
+        ).first()
+    if latest is None:
+        return None
+    if latest.active and latest.state == m.FAILED:
+        rt.progress(f"{unit.label}: resuming the emergency {latest.id} that stopped")
+        resume_rotation(engine, latest.id, unit)
+        return latest.id
+    if latest.active:
+        rt.progress(f"{unit.label}: joining the emergency {latest.id} already in flight")
+        return latest.id
+    finished = as_utc(latest.finished_at) if latest.finished_at else None
+    if (
+        not again
+        and latest.state == m.COMPLETED
+        and finished is not None
+        and now - finished < REPEAT_WINDOW
+    ):
+        raise EmergencyFinished(
+            f"{unit.label}: emergency {latest.id} completed at {finished.isoformat()} "
+            f"(reason: {latest.reason}); its compromised credentials are revoked. "
+            "Run with --again to start another emergency.",
+            latest.id,
+        )
+    return None
+
+
+def _health_before(engine: Engine, unit: Unit) -> dict[str, str]:
+    """Check every environment the emergency will touch, before touching it.
+
+    So that a failure after promotion can be told apart: "my change broke it" or
+    "it was broken before".
+    """
+    found: dict[str, str] = {}
+    for env in (*unit.stage_envs, *unit.promote_envs):
+        ok, detail = engine.healthy(env)
+        found[env] = "ok" if ok else detail
+        if not ok:
+            engine.rt.progress(
+                f"warning: {env} is already unhealthy before the emergency starts: {detail}"
+            )
+    return found
+
+
+def _assess(engine: Engine, unit: Unit, reason: str, health: dict[str, str]) -> str:
     rt = engine.rt
     now = rt.clock()
     with rt.store.read() as s:
@@ -131,7 +204,30 @@ def _assess(engine: Engine, unit: Unit, reason: str) -> str:
             "emergency",
             f"no current value of {unit.label} is recorded; run `rotate import` first",
         )
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        return _assess_once(engine, unit, reason, health, now)
+    except IntegrityError:
+        # Another emergency for this unit was inserted first (the one-in-flight index):
+        # join it rather than start a second one.
+        joined = _emergency_of(engine, unit, again=False)
+        if joined is None:
+            raise
+        rt.progress(f"{unit.label}: another emergency started at the same moment; joined it")
+        return joined
+
+
+def _assess_once(
+    engine: Engine, unit: Unit, reason: str, health: dict[str, str], now: datetime
+) -> str:
+    from audit.trail import lock_head
+
+    rt = engine.rt
     with rt.store.write() as s:
+        # The trail's lock first, as the planner takes it: two emergencies (or an
+        # emergency and a planner) then queue instead of deadlocking.
+        lock_head(s)
         record = engine.record(s, unit)
         active = repo.active_rotations(s, record.id or 0)
         for rotation in active:
@@ -144,16 +240,14 @@ def _assess(engine: Engine, unit: Unit, reason: str) -> str:
                 )
         live = repo.versions(s, record.id or 0, *repo.LIVE)
         current = [v.id for v in live if v.state == repo.CURRENT]
-        superseded = []
+        superseded: list[tuple[str, str, str]] = []
         for rotation in active:
             if rotation.state == m.REVOKED and rotation.kind == m.QUARTERLY:
                 continue  # only its review is left; the emergency does not undo it
-            rotation.state = m.SUPERSEDED
-            rotation.active = False
-            rotation.finished_at = now
+            was = rotation.state
             rotation.fence += 1  # a runner still holding it loses its claim
-            s.add(rotation)
-            superseded.append(rotation.id)
+            engine.change_state(s, rotation, "supersede", unit=unit)
+            superseded.append((rotation.id, rotation.cycle or "-", was))
         emergency = Rotation(
             id=repo.new_id(),
             secret_id=record.id or 0,
@@ -170,7 +264,8 @@ def _assess(engine: Engine, unit: Unit, reason: str) -> str:
             reason=reason,
             compromised=[v.id for v in live],
             in_use=current,
-            superseded=superseded,
+            superseded=[rid for rid, _, _ in superseded],
+            health_before=health,
         )
         s.add(emergency)
         s.flush()
@@ -183,10 +278,17 @@ def _assess(engine: Engine, unit: Unit, reason: str) -> str:
             compromised=[
                 {"version": v.id, "state": v.state, "fingerprint": v.fingerprint} for v in live
             ],
-            superseded=superseded,
+            superseded=[rid for rid, _, _ in superseded],
+            health_before=health,
         )
-        for rid in superseded:
+        for rid, _, _ in superseded:
             engine.audit(s, "rotation.superseded", unit=unit, rotation_id=rid, by=emergency.id)
+    for rid, cycle, was in superseded:
+        rt.progress(
+            f"{unit.label}: superseded the quarterly cycle {cycle} (rotation {rid}, {was}): "
+            "its credentials are treated as compromised too; an environment serving its "
+            "pending credential goes back to the current one before it is retired"
+        )
     engine.notify(
         "emergency-started",
         f"Emergency rotation of {unit.label} started by {rt.actor}. Reason: {reason}. "
@@ -197,30 +299,38 @@ def _assess(engine: Engine, unit: Unit, reason: str) -> str:
 
 
 def drive(engine: Engine, rotation_id: str, *, max_wait: float = 900.0) -> Outcome:
-    """Advance one rotation until it finishes, waits for a person, or fails for good."""
+    """Advance one rotation until it finishes, waits for a date or a person, or fails.
+
+    It retries a step that asked to be retried (within the step's budget), and waits
+    for another runner that holds the rotation; it never waits for a date (monitoring
+    after a promotion is checked by each `rotate run`, not held open here).
+    """
     rt = engine.rt
     waited = 0.0
     while True:
-        outcome, _ = engine._advance(rotation_id, publish_later=False)
+        outcome, _ = engine.advance(rotation_id)
         with rt.store.read() as s:
             rotation = s.get(Rotation, rotation_id)
             assert rotation is not None
             state, next_at = rotation.state, rotation.next_check_at
-        if state in m.TERMINAL or state in (m.AWAITING_SUPPLY, m.AWAITING_REVOKE, m.FAILED):
+        if state in m.TERMINAL or state in m.PERSON_STATES:
             return outcome
-        if outcome.status in ("claimed", "failed"):
+        if outcome.status in ("failed", "waiting", "done", "person"):
             # "failed" without a failed state: the step could not even begin (a wrong
-            # master key, the database); waiting and trying again cannot mend it.
+            # master key, the database); waiting and trying again cannot mend it. A
+            # wait for a date or a person is for `rotate run` and people, not a loop.
             return outcome
-        # Retry later: an emergency blocks until done, within the step's retry budget.
-        delay = 1.0
-        if next_at is not None:
+        delay = 1.0 if outcome.status == "claimed" else 0.0
+        if outcome.status == "retrying" and next_at is not None:
             delay = max(0.0, (as_utc(next_at) - rt.clock()).total_seconds())
-        if waited + delay > max_wait:
+        if waited + max(delay, 1.0) > max_wait:
             return outcome
-        rt.progress(f"{outcome.unit}: retrying in {delay:.0f} s ({outcome.message})")
-        rt.sleep(delay)
-        waited += delay
+        if outcome.status == "claimed":
+            rt.progress(f"{outcome.unit}: another runner holds it; waiting")
+        else:
+            rt.progress(f"{outcome.unit}: retrying in {delay:.0f} s ({outcome.message})")
+        rt.sleep(max(delay, 1.0) if outcome.status == "claimed" else delay)
+        waited += max(delay, 1.0)
         with rt.store.write() as s:
             rotation = s.get(Rotation, rotation_id)
             assert rotation is not None
@@ -233,13 +343,24 @@ def supply(engine: Engine, unit: Unit, value: Secret) -> Outcome:
     rotation = _rotation_for(engine, unit, "supply")
     rt = engine.rt
     provider = rt.provider(unit.spec.provider)
+    # A used value never becomes current (DESIGN §4.10): the compromised key handed
+    # back by mistake, an old one, or another environment's value is refused first.
+    known = engine.known_fingerprint(unit, rt.fingerprint(value))
+    if known:
+        raise _refuse(
+            engine,
+            unit,
+            "supply",
+            f"the value supplied is {known}; a used or compromised value never becomes "
+            "current again: create a NEW credential at the provider and supply that one",
+        )
     # Check the value before recording anything: a wrong or mistyped value leaves the
     # rotation exactly as it was, still awaiting a value.
     generated = provider.accept_supplied(
         rt.provider_context(unit.spec, unit.scope_env, rotation.id), value
     )
     with engine.claimed(rotation.id) as fence:
-        work = engine._begin(rotation.id, fence, "generate")
+        work = engine.begin(rotation.id, fence, "generate")
         fingerprint = rt.fingerprint(generated.value)
         retired: list[str] = []
         if rotation.kind == m.EMERGENCY:
@@ -251,14 +372,14 @@ def supply(engine: Engine, unit: Unit, value: Secret) -> Outcome:
                     retired.append(version.id)
 
         def apply(s: Session, r: Rotation) -> None:
-            engine._mark_revoked(s, work, retired)
-            engine._store_pending(s, work, r, generated.value, generated.ref, {}, fingerprint)
+            engine.mark_revoked(s, work, retired)
+            engine.store_pending(s, work, r, generated.value, generated.ref, {}, fingerprint)
             engine.audit(
                 s, "credential.supplied", unit=unit, rotation_id=r.id, fingerprint=fingerprint
             )
-            r.state = m.GENERATED
+            engine.change_state(s, r, "answered", unit=unit)
 
-        engine._finish(work, apply)
+        engine.finish(work, apply)
     outcome = drive(engine, rotation.id)
     engine.checkpoint()
     return outcome
@@ -272,8 +393,22 @@ def confirm(engine: Engine, unit: Unit, step: str) -> Outcome:
     rt = engine.rt
     provider = rt.provider(unit.spec.provider)
     # Ask the provider before touching the rotation: a refusal must change nothing.
-    peek = engine._begin(rotation.id, 0, "revoke", intent=False)
+    peek = engine.begin(rotation.id, 0, "revoke", intent=False)
     ctx = engine.ctx(peek)
+    served = [
+        f"{v.id} ({', '.join(peek.served[v.id])})"
+        for v, _ in peek.to_revoke
+        if peek.served.get(v.id)
+    ]
+    if served:
+        raise engine.refuse(
+            unit,
+            "confirm revoke",
+            RefusedError(
+                f"{unit.label}: credential {'; '.join(served)} is still served; it must not "
+                "be revoked while a target serves it (`rotate show` lists what each serves)"
+            ),
+        )
     still: list[str] = []
     for attempt in range(CONFIRM_ATTEMPTS):
         still = [
@@ -285,7 +420,7 @@ def confirm(engine: Engine, unit: Unit, step: str) -> Outcome:
             break
         if attempt + 1 < CONFIRM_ATTEMPTS:
             rt.progress(
-                f"{unit.label}: the provider still accepts the old credential; "
+                f"{unit.label}: the provider still accepts the credential to revoke; "
                 f"checking again in {CONFIRM_DELAY:.0f} s"
             )
             rt.sleep(CONFIRM_DELAY)
@@ -300,16 +435,15 @@ def confirm(engine: Engine, unit: Unit, step: str) -> Outcome:
             ),
         )
     with engine.claimed(rotation.id) as fence:
-        work = engine._begin(rotation.id, fence, "revoke")
+        work = engine.begin(rotation.id, fence, "revoke")
         ids = [v.id for v, _ in work.to_revoke]
-        rolling_back = bool(work.facts.get("rolling_back"))
 
         def apply(s: Session, r: Rotation) -> None:
-            engine._mark_revoked(s, work, ids)
+            engine.mark_revoked(s, work, ids)
             engine.audit(s, "step.confirmed", unit=unit, rotation_id=r.id, step="revoke")
-            r.state = m.ROLLED_BACK if rolling_back else m.REVOKED
+            engine.change_state(s, r, "answered", unit=unit)
 
-        engine._finish(work, apply)
+        engine.finish(work, apply)
     outcome = drive(engine, rotation.id)
     engine.checkpoint()
     return outcome
@@ -328,6 +462,10 @@ def approve(engine: Engine, unit: Unit, note: str) -> str:
             )
         )
         engine.audit(s, "rotation.approved", unit=unit, rotation_id=rotation.id, note=note)
+        found = s.get(Rotation, rotation.id)
+        if found is not None:
+            found.next_check_at = engine.rt.clock()  # promotion may be due at once
+            s.add(found)
     engine.checkpoint()
     return rotation.id
 
@@ -347,54 +485,53 @@ def review(engine: Engine, unit: Unit, note: str) -> str:
                 at=engine.rt.clock(),
             )
         )
-        r.state = m.COMPLETED
-        r.active = False
-        r.finished_at = engine.rt.clock()
-        r.next_check_at = None
-        s.add(r)
         engine.audit(s, "rotation.reviewed", unit=unit, rotation_id=r.id, note=note)
+        engine.change_state(s, r, "done", unit=unit)
     engine.checkpoint()
     return rotation.id
 
 
 def rollback(engine: Engine, unit: Unit, reason: str, *, abort: bool = False) -> Outcome:
-    """Put the previous value back everywhere and revoke the new credential."""
+    """Put the previous value back everywhere and discard the new credential.
+
+    The command only records the person's decision; the machine then answers with its
+    rollback sequence, which `drive` performs (and `rotate resume` finishes if it stops).
+    """
     command = "abort" if abort else "rollback"
     if not reason.strip():
         raise _refuse(engine, unit, command, f"{command} needs --reason")
     rotation = _rotation_for(engine, unit, command)
-    with engine.claimed(rotation.id) as fence:
-        work = engine._begin(rotation.id, fence, "rollback")
-        try:
-            apply = engine.do_rollback(work, reason)
-        except RotatorError as exc:
-            engine._fail_or_wait(work, exc)
-            raise
-
-        def finish(s: Session, r: Rotation) -> None:
-            apply(s, r)
-            if abort and r.state == m.ROLLED_BACK:
-                r.state = m.ABORTED
-
-        engine._finish(work, finish)
+    with engine.claimed(rotation.id) as fence, engine.rt.store.write() as s:
+        r = repo.fenced(s, rotation.id, fence)
+        repo.set_facts(r, rollback_reason=f"{command} by {engine.rt.actor}: {reason}")
+        r.next_check_at = engine.rt.clock()
+        engine.change_state(s, r, command, unit=unit, reason=reason)
+    outcome = drive(engine, rotation.id)
     engine.notify(command, f"{unit.label}: {command} by {engine.rt.actor}: {reason}", unit=unit)
     engine.checkpoint()
-    return Outcome(unit.label, "done", [command], reason)
+    return outcome
 
 
 def resume(engine: Engine, unit: Unit) -> Outcome:
     rotation = _rotation_for(engine, unit, "resume")
-    with engine.claimed(rotation.id) as fence, engine.rt.store.write() as s:
-        r = repo.fenced(s, rotation.id, fence)
-        facts = repo.facts_of(r)
-        r.state = facts.get("failed_state") or m.PLANNED
-        r.attempts = 0
-        r.next_check_at = engine.rt.clock()
-        s.add(r)
-        engine.audit(s, "rotation.resumed", unit=unit, rotation_id=r.id, state=r.state)
-    outcome = drive(engine, rotation.id)
+    outcome = resume_rotation(engine, rotation.id, unit)
     engine.checkpoint()
     return outcome
+
+
+def resume_rotation(engine: Engine, rotation_id: str, unit: Unit) -> Outcome:
+    """Send a failed rotation back to where it stopped, and drive it on from there."""
+    with engine.claimed(rotation_id) as fence, engine.rt.store.write() as s:
+        r = repo.fenced(s, rotation_id, fence)
+        facts = repo.facts_of(r)
+        r.attempts = 0
+        r.last_error = None
+        r.next_check_at = engine.rt.clock()
+        engine.change_state(
+            s, r, "resume", unit=unit, resume_to=facts.get("failed_state") or m.PLANNED
+        )
+        engine.audit(s, "rotation.resumed", unit=unit, rotation_id=r.id, state=r.state)
+    return drive(engine, rotation_id)
 
 
 # ---------------------------------------------------------------------- read-only views
@@ -503,19 +640,32 @@ def status(engine: Engine) -> list[dict[str, Any]]:
             in_flight = []
             for r in active.get(record.id, []) if record and record.id else []:
                 facts = repo.facts_of(r)
+                instruction = facts.get("instruction") if r.state in m.PERSON_STATES else None
+                person = m.needs_person(r.kind, r.state)
+                if r.state == m.VALIDATED:
+                    # A human gate (approval) is a person's turn too, once its month opens.
+                    decision = m.next_decision(engine.facts(s, r, unit, now))
+                    if isinstance(decision, m.AwaitPerson):
+                        person = True
+                        command = decision.command.format(secret=unit.spec.name, env=unit.env_flag)
+                        instruction = f"{decision.action}: run {command}"
+                if r.state == m.FAILED and not instruction:
+                    instruction = (
+                        f"{r.last_error}\nFix the cause, then run: "
+                        f"rotate resume {unit.spec.name}{unit.env_flag}"
+                    )
                 in_flight.append(
                     {
                         "rotation": r.id,
                         "kind": r.kind,
                         "cycle": r.cycle,
                         "state": r.state,
-                        "needs_person": r.state in (m.AWAITING_SUPPLY, m.AWAITING_REVOKE, m.FAILED)
-                        or (r.state == m.REVOKED and r.kind == m.QUARTERLY),
+                        "needs_person": person,
                         "failed": r.state == m.FAILED,
+                        "serves_compromised": bool(facts.get("serves_compromised"))
+                        and r.state == m.FAILED,
                         "last_error": r.last_error,
-                        "instruction": facts.get("instruction")
-                        if r.state in (m.AWAITING_SUPPLY, m.AWAITING_REVOKE)
-                        else None,
+                        "instruction": instruction,
                         "next_check_at": as_utc(r.next_check_at).isoformat()
                         if r.next_check_at
                         else None,
@@ -602,15 +752,23 @@ def show(engine: Engine, unit: Unit) -> dict[str, Any]:
                     "created_at": _iso(r.created_at),
                     "finished_at": _iso(r.finished_at),
                     "last_error": r.last_error,
+                    "instruction": repo.facts_of(r).get("instruction")
+                    if r.state in m.PERSON_STATES
+                    else None,
                     "steps": steps,
                     "approvals": approvals,
                 }
             )
+        current = repo.version_in(s, record.id, repo.CURRENT)
+        serving = deployment_table(
+            s, record.id, engine.deploy_targets(unit), current.id if current else None
+        )
     return {
         "secret": unit.spec.name,
         "scope": unit.scope_env,
         "versions": versions,
         "rotations": rotations,
+        "serving": serving,
     }
 
 

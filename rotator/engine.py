@@ -25,6 +25,8 @@ from sqlmodel import Session, col, select
 from rotator import machine as m
 from rotator import repository as repo
 from rotator.clock import FAKE_TIME_ENV, as_utc
+from rotator.deployments import mark as mark_served
+from rotator.deployments import served_by
 from rotator.errors import (
     AuditWriteError,
     ClaimedElsewhereError,
@@ -36,7 +38,9 @@ from rotator.errors import (
     ProviderRefusedError,
     RefusedError,
     RetryLaterError,
+    RollbackIncompleteError,
     RotatorError,
+    StillServedError,
     TargetConfigError,
     TargetError,
     UnknownNameError,
@@ -61,6 +65,7 @@ NEEDS_PERSON = (
     TargetConfigError,
     KeyMaterialError,
     UnknownNameError,
+    RollbackIncompleteError,
 )
 
 
@@ -120,6 +125,9 @@ class Work:
     pending: tuple[CredentialVersion, Secret] | None = None
     previous: tuple[CredentialVersion, Secret] | None = None
     to_revoke: list[tuple[CredentialVersion, Secret | None]] = field(default_factory=list)
+    served: dict[str, list[str]] = field(default_factory=dict)  # version → `env: target`s
+    current_id: str | None = None
+    state: str = ""
 
 
 Apply = Callable[[Session, Rotation], None]
@@ -267,6 +275,48 @@ class Engine:
             )
         return exc
 
+    def change_state(
+        self,
+        s: Session,
+        rotation: Rotation,
+        event: str,
+        *,
+        unit: Unit | None = None,
+        resume_to: str | None = None,
+        **details: Any,
+    ) -> str:
+        """Apply the machine's answer to `event`: the one place a rotation's state changes.
+
+        The change is flushed at once, so the database's one-in-flight index speaks here
+        (not at commit), and audited with the event that caused it.
+        """
+        before = rotation.state
+        after = m.next_state(rotation.kind, before, event, resume_to=resume_to)
+        now = self.rt.clock()
+        if after == m.FAILED:
+            # A row that ends in FAILED names where to resume; a failed step resumes itself.
+            point = (m.resume_point(rotation.kind, before) if event == "done" else None) or before
+            repo.set_facts(rotation, failed_state=point)
+        rotation.state = after
+        rotation.updated_at = now
+        if after in m.TERMINAL:
+            rotation.active = False
+            rotation.finished_at = now
+            rotation.next_check_at = None
+        s.add(rotation)
+        s.flush()
+        self.audit(
+            s,
+            "rotation.state_changed",
+            unit=unit,
+            rotation_id=rotation.id,
+            transition=event,
+            state_from=before,
+            state_to=after,
+            **details,
+        )
+        return after
+
     def checkpoint(self) -> None:
         """Sign a checkpoint if this command wrote events (and copy it to the external sink)."""
         if not self.events_written:
@@ -379,6 +429,14 @@ class Engine:
             approval_required=approval_required,
             approved=approved,
             failed_state=rf.get("failed_state"),
+            other_in_flight=next(
+                (
+                    r.id
+                    for r in repo.active_rotations(s, rotation.secret_id)
+                    if r.id != rotation.id and m.in_flight(r.state, r.active)
+                ),
+                None,
+            ),
         )
 
     def _schedule(self) -> tuple[Any, timedelta, timedelta]:
@@ -477,20 +535,20 @@ class Engine:
         outcomes: dict[str, Outcome] = {}
         batch: list[Work] = []
         for rotation_id, _secret in due:
-            outcome, waiting_publish = self._advance(rotation_id, publish_later=True)
-            _merge(outcomes, outcome)
+            outcome, waiting_publish = self.advance(rotation_id, publish_later=True)
+            merge_outcome(outcomes, outcome)
             if waiting_publish is not None:
                 batch.append(waiting_publish)
         if batch:
-            published = self._publish(batch)
+            published = self.publish_batch(batch)
             for outcome in published:
-                _merge(outcomes, outcome)
+                merge_outcome(outcomes, outcome)
             # Only what published cleanly moves on now; a failure waits for its retry time.
             for work, outcome in zip(batch, published, strict=True):
                 if outcome.status == "done":
-                    again, _ = self._advance(work.rotation_id, publish_later=False)
-                    _merge(outcomes, again)
-                self._release(work.rotation_id, work.fence)
+                    again, _ = self.advance(work.rotation_id, publish_later=False)
+                    merge_outcome(outcomes, again)
+                self.release(work.rotation_id, work.fence)
         from rotator.notify import remind_pending
 
         remind_pending(self)
@@ -503,7 +561,7 @@ class Engine:
             rotation = repo.claim(s, rotation_id, self.rt.runner, now, now + LEASE)
             return rotation.fence
 
-    def _release(self, rotation_id: str, fence: int) -> None:
+    def release(self, rotation_id: str, fence: int) -> None:
         with self.rt.store.write() as s:
             rotation = s.get(Rotation, rotation_id)
             if rotation is not None and rotation.fence == fence:
@@ -511,7 +569,9 @@ class Engine:
                 rotation.claimed_until = None
                 s.add(rotation)
 
-    def _advance(self, rotation_id: str, *, publish_later: bool) -> tuple[Outcome, Work | None]:
+    def advance(
+        self, rotation_id: str, *, publish_later: bool = False
+    ) -> tuple[Outcome, Work | None]:
         """Run the steps of one rotation that are due now, up to a wait or a person."""
         try:
             fence = self._claim(rotation_id)
@@ -537,34 +597,33 @@ class Engine:
                     rotation = repo.fenced(s, rotation_id, fence)
                     unit = self._unit_of(s, rotation)
                     label = unit.label
-                    if rotation.state == m.PROMOTED and rotation.kind == m.QUARTERLY:
-                        monitor_due = True
-                    else:
-                        monitor_due = False
+                    state = rotation.state
+                    # A quarterly promotion is watched on every run until monitoring ends.
+                    monitor_due = state == m.PROMOTED and rotation.kind == m.QUARTERLY
                     decision = m.next_decision(self.facts(s, rotation, unit, now))
                     if not isinstance(decision, m.Do) and not monitor_due:
                         self._settle(s, rotation, unit, decision, now)
                 if monitor_due:
-                    healthy = self._monitor(rotation_id, fence, unit)
-                    if not healthy:
-                        steps.append("rollback")
-                        return Outcome(
-                            label, "done", steps, "rolled back: production unhealthy"
-                        ), None
+                    if not self._monitor(rotation_id, fence, unit):
+                        steps.append("monitor")
+                        continue  # the machine answers `rollback` next
                     if not isinstance(decision, m.Do):
                         with self.rt.store.write() as s:
                             rotation = repo.fenced(s, rotation_id, fence)
                             self._settle(s, rotation, unit, decision, now)
-                        return _outcome(label, steps, decision), None
+                        return _outcome(label, steps, decision, state), None
                 if not isinstance(decision, m.Do):
-                    return _outcome(label, steps, decision), None
+                    if state == m.FAILED:
+                        message = self._last_error(rotation_id) or "needs a person"
+                        return Outcome(label, "failed", steps, message), None
+                    return _outcome(label, steps, decision, state), None
                 if decision.step in PUBLISHING_STEPS:
-                    work = self._begin(rotation_id, fence, decision.step)
+                    work = self.begin(rotation_id, fence, decision.step)
                     if publish_later:
                         # The claim is kept until the batch is published (see `run`).
                         keep_claim = True
                         return Outcome(label, "done" if steps else "waiting", steps), work
-                    published = self._publish([work])[0]
+                    published = self.publish_batch([work])[0]
                     steps.append(decision.step)
                     if published.status != "done" or published.steps != [decision.step]:
                         published.steps = steps
@@ -581,9 +640,22 @@ class Engine:
             return Outcome(label, "claimed", steps, str(exc)), None
         except RotatorError as exc:
             return Outcome(label, "failed", steps, str(exc)), None
+        except Exception as exc:
+            import traceback
+
+            # Frames only, never the message: a library's message may quote a value.
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            log.error("%s: unexpected %s\n%s", label, type(exc).__name__, frames)
+            return Outcome(
+                label,
+                "failed",
+                steps,
+                f"unexpected {type(exc).__name__} (a bug: please report it with the log); "
+                "the other secrets went on",
+            ), None
         finally:
             if not keep_claim:
-                self._release(rotation_id, fence)
+                self.release(rotation_id, fence)
 
     def _settle(
         self, s: Session, rotation: Rotation, unit: Unit, decision: m.Decision, now: datetime
@@ -601,7 +673,7 @@ class Engine:
         s.add(rotation)
 
     # ----------------------------------------------------------------- steps
-    def _begin(self, rotation_id: str, fence: int, step: str, *, intent: bool = True) -> Work:
+    def begin(self, rotation_id: str, fence: int, step: str, *, intent: bool = True) -> Work:
         """Record the intent of `step` and snapshot what the side effect needs.
 
         With `intent=False` only the snapshot is taken (a check before acting, such as
@@ -616,6 +688,7 @@ class Engine:
             record = s.get(SecretRecord, rotation.secret_id)
             assert record is not None
             work = Work(rotation_id, fence, step, unit, rotation.kind, repo.facts_of(rotation))
+            work.state = rotation.state
             need = _values_needed(step, rotation.kind)
             for state in (repo.CURRENT, repo.PENDING, repo.PREVIOUS):
                 version = repo.version_in(s, record.id or 0, state)
@@ -628,8 +701,27 @@ class Engine:
                     setattr(work, state, (version, value))
             if step in ("revoke", "generate"):
                 work.to_revoke = self._revocation_list(s, unit, record, rotation, work, step)
+            current = repo.version_in(s, record.id or 0, repo.CURRENT)
+            work.current_id = current.id if current else None
+            targets = self.deploy_targets(unit)
+            for version in repo.versions(s, record.id or 0, *repo.LIVE):
+                work.served[version.id] = served_by(
+                    s, record.id or 0, targets, version.id, work.current_id
+                )
             if not intent:
                 return work
+            if step in PUBLISHING_STEPS and work.pending is not None:
+                # Before the call: from now on these targets may serve the new value.
+                envs = unit.stage_envs if step == "stage" else unit.promote_envs
+                mark_served(
+                    s,
+                    record.id or 0,
+                    {e: targets[e] for e in envs if e in targets},
+                    work.pending[0].id,
+                    confirmed=False,
+                    current=work.current_id,
+                    at=self.rt.clock(),
+                )
             earlier = s.exec(
                 select(StepRecord.id).where(
                     StepRecord.rotation_id == rotation_id, StepRecord.step == step
@@ -648,6 +740,16 @@ class Engine:
             )
             self.audit(s, "step.started", unit=unit, rotation_id=rotation_id, step=step)
         return work
+
+    def deploy_targets(self, unit: Unit) -> dict[str, list[str]]:
+        """Name the targets of every environment `unit` is published to (cached per run)."""
+        cache: dict[str, list[str]] = self.__dict__.setdefault("_target_names", {})
+        out: dict[str, list[str]] = {}
+        for env in (*unit.stage_envs, *unit.promote_envs):
+            if env not in cache:
+                cache[env] = [t.describe() for t in self.rt.targets(env)]
+            out[env] = cache[env]
+        return out
 
     def _reveal(
         self,
@@ -706,14 +808,32 @@ class Engine:
         return out
 
     def _execute(self, rotation_id: str, fence: int, step: str) -> str:
-        work = self._begin(rotation_id, fence, step)
+        work = self.begin(rotation_id, fence, step)
         try:
             apply = STEP_IMPLEMENTATIONS[step](self, work)
         except Exception as exc:
-            return self._fail_or_wait(work, exc)
-        return self._finish(work, apply)
+            return self.fail_or_wait(work, exc)
+        result = self.finish(work, apply)
+        if step == "rollback":
+            self._tell_rolled_back(work, result)
+        return result
 
-    def _finish(self, work: Work, apply: Apply, status: str = "done") -> str:
+    def _tell_rolled_back(self, work: Work, result: str) -> None:
+        reason = work.facts.get("rollback_reason") or "rollback"
+        if work.kind == m.EMERGENCY and result == "failed":
+            self.notify(
+                "emergency-failed",
+                f"URGENT: {_emergency_rolled_back(work.unit, str(reason), work.facts)}",
+                unit=work.unit,
+            )
+            return
+        self.notify(
+            "rollback",
+            f"{work.unit.label} was rolled back to its previous value: {reason}",
+            unit=work.unit,
+        )
+
+    def finish(self, work: Work, apply: Apply, status: str = "done") -> str:
         with self.rt.store.write() as s:
             rotation = repo.fenced(s, work.rotation_id, work.fence)
             before = rotation.state
@@ -734,16 +854,18 @@ class Engine:
                 state_to=rotation.state,
             )
             if rotation.state in m.TERMINAL:
-                rotation.active = False
-                rotation.finished_at = self.rt.clock()
                 rotation.next_check_at = None
-            if rotation.state in (m.REVOKED, *m.TERMINAL):
+            elif rotation.state in m.PERSON_STATES:
+                rotation.next_check_at = self.rt.clock() + PERSON_REMINDER
+            if rotation.state in (m.REVOKED, m.FAILED, *m.TERMINAL):
                 # A credential was retired: the next cycle's generate may open now.
                 for other in repo.active_rotations(s, rotation.secret_id):
                     if other.id != rotation.id:
                         other.next_check_at = self.rt.clock()
                         s.add(other)
-        return "ok" if rotation.state not in (m.AWAITING_SUPPLY, m.AWAITING_REVOKE) else "person"
+        if rotation.state == m.FAILED:
+            return "failed"
+        return "person" if rotation.state in m.PERSON_STATES else "ok"
 
     def _step_result(self, s: Session, work: Work, status: str, detail: dict[str, Any]) -> None:
         record = s.exec(
@@ -758,18 +880,13 @@ class Engine:
             record.detail = json.dumps(detail, sort_keys=True)
             s.add(record)
 
-    def _fail_or_wait(self, work: Work, exc: Exception) -> str:
+    def fail_or_wait(self, work: Work, exc: Exception) -> str:
         """Turn a step's exception into its durable consequence: wait, person, retry, failed."""
         if isinstance(exc, NeedsPersonError):
-            waiting = m.AWAITING_SUPPLY if work.step == "generate" else m.AWAITING_REVOKE
-
-            def to_person(s: Session, rotation: Rotation) -> None:
-                rotation.state = waiting
-                repo.set_facts(rotation, instruction=exc.instruction)
-
             with self.rt.store.write() as s:
                 rotation = repo.fenced(s, work.rotation_id, work.fence)
-                to_person(s, rotation)
+                repo.set_facts(rotation, instruction=exc.instruction)
+                self.change_state(s, rotation, "await-person", unit=work.unit, step=work.step)
                 rotation.next_check_at = self.rt.clock() + PERSON_REMINDER
                 s.add(rotation)
                 self._step_result(s, work, "awaiting-person", {})
@@ -783,9 +900,15 @@ class Engine:
                 )
             self.notify_person(work.unit, work.rotation_id, work.step, exc.instruction)
             return "person"
-        if not isinstance(exc, RotatorError):
-            raise exc
-        message = str(exc)
+        if isinstance(exc, RotatorError):
+            message = str(exc)
+        else:
+            import traceback
+
+            # A bug counts against the retry budget like any failure, so it cannot loop.
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            log.error("%s: unexpected %s\n%s", work.unit.label, type(exc).__name__, frames)
+            message = f"unexpected {type(exc).__name__} during {work.step} (a bug: see the log)"
         needs_person = isinstance(exc, NEEDS_PERSON)
         status = getattr(exc, "status", None)
         with self.rt.store.write() as s:
@@ -794,8 +917,8 @@ class Engine:
             rotation.last_error = message
             now = self.rt.clock()
             if needs_person or rotation.attempts >= RETRY_BUDGET:
-                repo.set_facts(rotation, failed_state=rotation.state, failed_step=work.step)
-                rotation.state = m.FAILED
+                repo.set_facts(rotation, failed_step=work.step)
+                self.change_state(s, rotation, "fail", unit=work.unit, step=work.step)
                 rotation.next_check_at = now + PERSON_REMINDER
                 outcome = "failed"
             else:
@@ -851,13 +974,24 @@ class Engine:
 
     def do_generate(self, work: Work) -> Apply:
         provider = self.rt.provider(work.unit.spec.provider)
+        # Retire compromised credentials first (at most two live), but never one a target
+        # still serves: those environments go back to the current credential first.
+        self._unserve(work, [v.id for v, _ in work.to_revoke])
         retired = self._revoke_all(work, work.to_revoke, allow_person=False)
         generated = provider.generate(self.ctx(work))
         fingerprint = self.rt.fingerprint(generated.value)
+        known = self.known_fingerprint(work.unit, fingerprint)
+        if known:
+            raise ProviderRefusedError(
+                f"{work.unit.label}: the provider returned a value that is {known}; "
+                "a used value never becomes current again",
+                provider=provider.name,
+                operation="generate",
+            )
 
         def apply(s: Session, rotation: Rotation) -> None:
-            self._mark_revoked(s, work, retired)
-            self._store_pending(
+            self.mark_revoked(s, work, retired)
+            self.store_pending(
                 s,
                 work,
                 rotation,
@@ -866,11 +1000,89 @@ class Engine:
                 dict(generated.notes),
                 fingerprint,
             )
-            rotation.state = m.GENERATED
+            self.change_state(s, rotation, "done", unit=work.unit)
 
         return apply
 
-    def _store_pending(
+    def known_fingerprint(self, unit: Unit, fingerprint: str) -> str | None:
+        """Say what an already known value was, or None for a value never seen before.
+
+        Every version of the secret counts (current, previous, pending, revoked, any
+        compromised one), and for a secret with one value per environment, every other
+        environment's values too.
+        """
+        with self.rt.store.read() as s:
+            rows = s.exec(
+                select(CredentialVersion, SecretRecord)
+                .join(SecretRecord, col(SecretRecord.id) == col(CredentialVersion.secret_id))
+                .where(SecretRecord.name == unit.spec.name)
+                .where(CredentialVersion.fingerprint == fingerprint)
+            ).all()
+            compromised: set[str] = set()
+            for rotation in s.exec(
+                select(Rotation)
+                .join(SecretRecord, col(SecretRecord.id) == col(Rotation.secret_id))
+                .where(SecretRecord.name == unit.spec.name, Rotation.kind == m.EMERGENCY)
+            ):
+                compromised.update(repo.facts_of(rotation).get("compromised", []))
+        for version, record in rows:
+            where = "" if record.scope_env == unit.scope_env else f" of {record.scope_env}"
+            what = "compromised" if version.id in compromised else version.state
+            return f"the {what} credential{where} (version {version.id})"
+        return None
+
+    def _unserve(self, work: Work, version_ids: list[str]) -> None:
+        """Put the current value back wherever a credential about to be retired is served."""
+        served = sorted({t.split(":", 1)[0] for v in version_ids for t in work.served.get(v, [])})
+        if not served or work.current is None:
+            return
+        for env in _production_first(served, None):
+            self.rt.progress(
+                f"{work.unit.label}: {env} serves a credential about to be retired; "
+                "putting the current one back first"
+            )
+            self._republish(work, env, work.current)
+            self._require_healthy(env)
+        for vid in version_ids:
+            work.served[vid] = []
+
+    def _republish(self, work: Work, env: str, version: tuple[CredentialVersion, Secret]) -> None:
+        """Publish one stored version to one environment, recorded before and after."""
+        targets = {env: self.deploy_targets(work.unit).get(env, [])}
+        with self.rt.store.write() as s:
+            repo.fenced(s, work.rotation_id, work.fence)
+            mark_served(
+                s,
+                version[0].secret_id,
+                targets,
+                version[0].id,
+                confirmed=False,
+                current=work.current_id,
+                at=self.rt.clock(),
+            )
+        self._publish_env(env, {work.unit.spec.variable: version[1]})
+        with self.rt.store.write() as s:
+            repo.fenced(s, work.rotation_id, work.fence)
+            mark_served(
+                s,
+                version[0].secret_id,
+                targets,
+                version[0].id,
+                confirmed=True,
+                current=work.current_id,
+                at=self.rt.clock(),
+            )
+            self.audit(
+                s,
+                "deployment.restored",
+                unit=work.unit,
+                rotation_id=work.rotation_id,
+                environment_restored=env,
+                version=version[0].id,
+                targets=targets[env],
+            )
+
+    def store_pending(
         self,
         s: Session,
         work: Work,
@@ -912,7 +1124,7 @@ class Engine:
             self._require_healthy(env)
 
         def apply(s: Session, rotation: Rotation) -> None:
-            rotation.state = m.VALIDATED
+            self.change_state(s, rotation, "done", unit=work.unit)
 
         return apply
 
@@ -920,17 +1132,16 @@ class Engine:
         # The production check of this run already passed (see `_monitor`); the
         # monitoring period is over, so the rotation may move on to revocation.
         def apply(s: Session, rotation: Rotation) -> None:
-            rotation.state = m.MONITORED
+            self.change_state(s, rotation, "done", unit=work.unit)
 
         return apply
 
     def do_revoke(self, work: Work) -> Apply:
         revoked = self._revoke_all(work, work.to_revoke, allow_person=True)
-        rolling_back = bool(work.facts.get("rolling_back"))
 
         def apply(s: Session, rotation: Rotation) -> None:
-            self._mark_revoked(s, work, revoked)
-            rotation.state = m.ROLLED_BACK if rolling_back else m.REVOKED
+            self.mark_revoked(s, work, revoked)
+            self.change_state(s, rotation, "done", unit=work.unit)
 
         return apply
 
@@ -946,7 +1157,7 @@ class Engine:
         )
 
         def apply(s: Session, rotation: Rotation) -> None:
-            rotation.state = m.COMPLETED
+            self.change_state(s, rotation, "done", unit=work.unit)
 
         return apply
 
@@ -963,6 +1174,15 @@ class Engine:
         done: list[str] = []
         for version, value in items:
             ref = version.provider_ref or ""
+            serving = work.served.get(version.id)
+            if serving:
+                # DESIGN §4.9: never revoke what a target still serves (or may serve, after
+                # a publish that did not confirm). A person asked to delete it is not asked.
+                raise StillServedError(
+                    f"{work.unit.label}: credential {version.id} is still served by "
+                    f"{', '.join(serving)}; it is not revoked until every target serves "
+                    "another value (run `rotate show` to see what each target serves)"
+                )
             try:
                 provider.revoke(ctx, ref, value)
             except NeedsPersonError:
@@ -981,7 +1201,7 @@ class Engine:
             done.append(version.id)
         return done
 
-    def _mark_revoked(self, s: Session, work: Work, ids: list[str]) -> None:
+    def mark_revoked(self, s: Session, work: Work, ids: list[str]) -> None:
         for vid in ids:
             version = s.get(CredentialVersion, vid)
             if version is None or version.state == repo.REVOKED:
@@ -1008,10 +1228,28 @@ class Engine:
         environment = self.rt.inventory.environment(env)
         if environment.health_path is None:
             return
-        check = HealthCheck(environment.url, environment.health_path, environment.expected_status)
+        failures, span = self._health_confirmation()
+        check = HealthCheck(
+            environment.url,
+            environment.health_path,
+            environment.expected_status,
+            attempts=failures,
+            delay=span.total_seconds() / max(1, failures - 1),
+        )
         require_healthy(check, self.rt.http, environment=env, sleep=self.rt.sleep)
 
-    def _healthy(self, env: str) -> tuple[bool, str]:
+    def _health_confirmation(self) -> tuple[int, timedelta]:
+        """How many failed checks, over how long, make an environment unhealthy.
+
+        One failed request is not a verdict (a flaky endpoint, a 429): a rollback starts
+        only after `health_failures` consecutive failures spanning `health_span`.
+        """
+        from schedules import parse_duration
+
+        inv = self.rt.inventory
+        return inv.health_failures, parse_duration(inv.health_span)
+
+    def healthy(self, env: str) -> tuple[bool, str]:
         try:
             self._require_healthy(env)
         except HealthCheckError as exc:
@@ -1019,7 +1257,7 @@ class Engine:
         return True, ""
 
     # ----------------------------------------------------------------- publishing
-    def _publish(self, batch: list[Work]) -> list[Outcome]:
+    def publish_batch(self, batch: list[Work]) -> list[Outcome]:
         """Publish every value of a batch: each environment's targets finish once."""
         by_env: dict[str, dict[str, Secret]] = {}
         plan: list[tuple[Work, tuple[str, ...]]] = []
@@ -1043,12 +1281,9 @@ class Engine:
                 for env in envs:
                     if env in env_errors:
                         raise env_errors[env]
-                apply = self._after_publish(work, envs)
+                apply, failure = self._after_publish(work, envs)
             except Exception as exc:
-                if work.step == "promote" and isinstance(exc, HealthCheckError):
-                    outcomes.append(self._rollback_now(work, str(exc)))
-                    continue
-                result = self._fail_or_wait(work, exc)
+                result = self.fail_or_wait(work, exc)
                 outcomes.append(
                     Outcome(
                         work.unit.label,
@@ -1058,7 +1293,11 @@ class Engine:
                     )
                 )
                 continue
-            self._finish(work, apply)
+            self.finish(work, apply)
+            if failure:
+                self.rt.progress(f"{work.unit.label}: {work.step} done, but {failure}")
+                outcomes.append(Outcome(work.unit.label, "done", [work.step], failure))
+                continue
             self.rt.progress(f"{work.unit.label}: {work.step} ok")
             outcomes.append(Outcome(work.unit.label, "done", [work.step]))
         return outcomes
@@ -1070,25 +1309,56 @@ class Engine:
         for target in targets:
             target.finish()
 
-    def _after_publish(self, work: Work, envs: tuple[str, ...]) -> Apply:
-        """Check health where the value went; for an emergency stage, validate too."""
+    def _after_publish(self, work: Work, envs: tuple[str, ...]) -> tuple[Apply, str]:
+        """Check health where the value went; for an emergency stage, validate too.
+
+        A failed check after promote is not a failed step: production serves the new
+        value, so the promotion is recorded, and the machine answers with a rollback.
+        """
         provider = self.rt.provider(work.unit.spec.provider)
         assert work.pending is not None
-        for env in envs:
-            self._require_healthy(env)
+        pending_id = work.pending[0].id
+        targets = self.deploy_targets(work.unit)
+        published = {e: targets.get(e, []) for e in envs}
         if work.step == "stage":
+            for env in envs:
+                self._require_healthy(env)
             if work.kind == m.EMERGENCY:
                 provider.validate(self.ctx(work), work.pending[1])
             staged_at = self.rt.clock().isoformat()
 
             def staged(s: Session, rotation: Rotation) -> None:
-                rotation.state = m.STAGED
+                mark_served(
+                    s,
+                    rotation.secret_id,
+                    published,
+                    pending_id,
+                    confirmed=True,
+                    current=work.current_id,
+                    at=self.rt.clock(),
+                )
                 repo.set_facts(rotation, staged_at=staged_at)
+                self.change_state(s, rotation, "done", unit=work.unit)
 
-            return staged
+            return staged, ""
+        failed_env, detail = None, ""
+        for env in envs:
+            ok, detail = self.healthy(env)
+            if not ok:
+                failed_env = env
+                break
         promoted_at = self.rt.clock()
 
         def promoted(s: Session, rotation: Rotation) -> None:
+            mark_served(
+                s,
+                rotation.secret_id,
+                published,
+                pending_id,
+                confirmed=True,
+                current=work.current_id,
+                at=promoted_at,
+            )
             record = s.get(SecretRecord, rotation.secret_id)
             assert record is not None
             old = repo.version_in(s, record.id or 0, repo.CURRENT)
@@ -1100,8 +1370,8 @@ class Engine:
                 new.state = repo.CURRENT
                 new.promoted_at = promoted_at
                 s.add(new)
-            rotation.state = m.PROMOTED
             repo.set_facts(rotation, promoted_at=promoted_at.isoformat())
+            self.change_state(s, rotation, "done", unit=work.unit)
             self.audit(
                 s,
                 "credential.promoted",
@@ -1110,87 +1380,134 @@ class Engine:
                 version=new.id if new else None,
                 previous=old.id if old else None,
             )
+            if failed_env is not None:
+                self._health_failed(s, rotation, work.unit, failed_env, detail)
 
-        return promoted
+        return promoted, (f"{failed_env} is unhealthy: rolling back" if failed_env else "")
 
-    # ----------------------------------------------------------------- rollback
+    def _health_failed(
+        self, s: Session, rotation: Rotation, unit: Unit, env: str, detail: str
+    ) -> None:
+        """Record a confirmed failure after promotion; the machine answers `rollback`."""
+        before = repo.facts_of(rotation).get("health_before", {})
+        earlier = before.get(env) if isinstance(before, dict) else None
+        repo.set_facts(rotation, rollback_reason=detail, failed_env=env)
+        self.change_state(
+            s,
+            rotation,
+            "health-failed",
+            unit=unit,
+            environment_failed=env,
+            detail=detail,
+            failing_before=earlier if earlier and earlier != "ok" else None,
+        )
+
+    # ----------------------------------------------------------------- monitoring, rollback
     def _monitor(self, rotation_id: str, fence: int, unit: Unit) -> bool:
-        """Check production during monitoring; roll back on failure. True when healthy."""
+        """Check production during monitoring; on a confirmed failure, start the rollback."""
         for env in unit.promote_envs:
-            ok, detail = self._healthy(env)
-            if not ok:
-                work = self._begin(rotation_id, fence, "rollback")
-                self._rollback_now(work, f"monitoring: {detail}")
-                return False
+            ok, detail = self.healthy(env)
             with self.rt.store.write() as s:
-                repo.fenced(s, rotation_id, fence)
+                rotation = repo.fenced(s, rotation_id, fence)
                 self.audit(
                     s,
                     "health.checked",
                     unit=unit,
                     rotation_id=rotation_id,
                     environment_checked=env,
-                    healthy=True,
+                    healthy=ok,
+                    detail=detail or None,
                 )
+                if not ok:
+                    self._health_failed(s, rotation, unit, env, f"monitoring: {detail}")
+            if not ok:
+                return False
         return True
 
-    def _rollback_now(self, work: Work, reason: str) -> Outcome:
-        """Republish the previous value everywhere the new one went, then revoke the new one."""
-        if work.step != "rollback":
-            work = self._begin(work.rotation_id, work.fence, "rollback")
-        try:
-            apply = self.do_rollback(work, reason)
-        except Exception as exc:
-            result = self._fail_or_wait(work, exc)
-            return Outcome(work.unit.label, _status_of(result), ["rollback"], result)
-        result = self._finish(work, apply)
-        self.notify(
-            "rollback",
-            f"{work.unit.label} was rolled back to its previous value: {reason}",
-            unit=work.unit,
-        )
-        return Outcome(
-            work.unit.label, "done" if result == "ok" else "person", ["rollback"], reason
-        )
+    def do_rollback(self, work: Work) -> Apply:
+        """The rollback sequence (DESIGN §3): restore everywhere, check, then discard.
 
-    def do_rollback(self, work: Work, reason: str) -> Apply:
-        # Before promotion the "old" value is the current one; after, it is the previous.
-        promoted = work.previous is not None and work.facts.get("promoted_at") is not None
+        The previous value goes back to every environment whose targets may serve the new
+        one (production first when production failed), each environment must pass its
+        health check on it, and only then is the new credential discarded, after checking
+        that no target serves it. An emergency keeps its new credential (it is not
+        compromised) for `rotate resume`, and ends needing a person.
+        """
+        unit = work.unit
+        own = [
+            v for v in (work.current, work.pending) if v and v[0].rotation_id == work.rotation_id
+        ]
+        new = own[0] if own else None
+        promoted = new is not None and work.current is not None and new is work.current
         old = work.previous if promoted else work.current
-        new = work.current if promoted else work.pending
-        envs = work.unit.stage_envs + (work.unit.promote_envs if promoted else ())
-        if old is not None:
-            for env in envs:
-                self._publish_env(env, {work.unit.spec.variable: old[1]})
-            for env in envs:
-                self._require_healthy(env)
-        to_revoke: list[tuple[CredentialVersion, Secret | None]] = [new] if new else []
-        # The restored value is the one in use again: providers that sign in with the
-        # current credential (Resend) must use it, not the one being revoked.
-        work.current = old
-        try:
-            revoked = self._revoke_all(work, to_revoke, allow_person=True)
-            person = None
-        except NeedsPersonError as exc:
-            revoked, person = [], exc.instruction
+        if new is None or old is None:
+            raise RollbackIncompleteError(
+                f"{unit.label}: nothing to roll back to (no "
+                f"{'previous' if promoted else 'current'} value is stored)"
+            )
+        failed_env = work.facts.get("failed_env")
+        reason = str(work.facts.get("rollback_reason") or "rollback")
+        envs = set(unit.stage_envs) | (set(unit.promote_envs) if promoted else set())
+        envs |= {t.split(":", 1)[0] for t in work.served.get(new[0].id, [])}
+        order = _production_first(sorted(envs), failed_env)
+        for env in order:
+            self.rt.progress(f"{unit.label}: rollback: restoring the previous value in {env}")
+            self._republish(work, env, old)
+        before = work.facts.get("health_before")
+        for env in order:
+            ok, detail = self.healthy(env)
+            if not ok and isinstance(before, dict) and before.get(env, "ok") != "ok":
+                # Failing before the emergency began, on the very value restored now: the
+                # restore is complete; what fails is not this rotation's doing.
+                self.rt.progress(f"{unit.label}: {env} still fails, as it did before: {detail}")
+                continue
+            if not ok:
+                raise RollbackIncompleteError(
+                    f"{unit.label}: the previous value is back in {', '.join(order)}, but "
+                    f"{detail}; the new credential is kept until every environment passes "
+                    f"again: fix the environment, then run `rotate resume "
+                    f"{unit.spec.name}{unit.env_flag}`"
+                )
+        work.served[new[0].id] = []
+        keep_new = work.kind == m.EMERGENCY and work.state == m.ROLLING_BACK
+        revoked: list[str] = []
+        person = None
+        if not keep_new:
+            # The restored value is the one in use again: providers that sign in with the
+            # current credential (Resend) must use it, not the one being discarded.
+            work.current = old
+            try:
+                revoked = self._revoke_all(work, [new], allow_person=True)
+            except NeedsPersonError:
+                person = _discard_instruction(unit, new[0])
 
         def apply(s: Session, rotation: Rotation) -> None:
-            record = s.get(SecretRecord, rotation.secret_id)
-            assert record is not None
-            if promoted and old is not None and new is not None:
-                o, n = s.get(CredentialVersion, old[0].id), s.get(CredentialVersion, new[0].id)
-                if o is not None and n is not None:
-                    o.state, n.state = repo.CURRENT, repo.PREVIOUS
-                    s.add_all([o, n])
-            self._mark_revoked(s, work, revoked)
+            o, n = s.get(CredentialVersion, old[0].id), s.get(CredentialVersion, new[0].id)
+            if promoted and o is not None and n is not None:
+                o.state = repo.CURRENT
+                n.state = repo.PENDING if keep_new else repo.PREVIOUS
+                s.add_all([o, n])
+            self.mark_revoked(s, work, revoked)
             self.audit(
-                s, "rotation.rolled_back", unit=work.unit, rotation_id=rotation.id, reason=reason
+                s,
+                "rotation.rolled_back",
+                unit=unit,
+                rotation_id=rotation.id,
+                reason=reason,
+                restored=order,
+                restored_version=old[0].id,
+                new_version=new[0].id,
+                new_kept=keep_new,
             )
-            if person is not None and new is not None:
-                rotation.state = m.AWAITING_REVOKE
-                repo.set_facts(rotation, rolling_back=True, revoke=[new[0].id], instruction=person)
-            else:
-                rotation.state = m.ROLLED_BACK
+            if person is not None:
+                repo.set_facts(rotation, instruction=person, revoke=[new[0].id])
+                self.change_state(s, rotation, "await-person", unit=unit)
+                return
+            if keep_new:
+                text = _emergency_rolled_back(unit, reason, work.facts)
+                repo.set_facts(rotation, instruction=text, serves_compromised=True)
+                rotation.last_error = text
+            self.change_state(s, rotation, "done", unit=unit)
 
         return apply
 
@@ -1220,7 +1537,7 @@ class Engine:
         try:
             yield fence
         finally:
-            self._release(rotation_id, fence)
+            self.release(rotation_id, fence)
 
     def find_rotation(self, unit: Unit, states: tuple[str, ...] | None = None) -> Rotation | None:
         with self.rt.store.read() as s:
@@ -1234,6 +1551,7 @@ class Engine:
 
 
 STEP_IMPLEMENTATIONS: dict[str, Callable[[Engine, Work], Apply]] = {
+    "rollback": Engine.do_rollback,
     "generate": Engine.do_generate,
     "validate": Engine.do_validate,
     "monitor": Engine.do_monitor,
@@ -1274,6 +1592,48 @@ def _values_needed(step: str, kind: str) -> tuple[str, ...]:
     }.get(step, ())
 
 
+def _production_first(envs: list[str], failed: object) -> list[str]:
+    """Order environments for a restore: the failed one, then production, then the rest."""
+    return sorted(envs, key=lambda e: (e != failed, e != "production", e))
+
+
+def _discard_instruction(unit: Unit, version: CredentialVersion) -> str:
+    created = as_utc(version.created_at).strftime("%Y-%m-%d %H:%M UTC")
+    ref = f", reference {version.provider_ref}" if version.provider_ref else ""
+    return (
+        f"{unit.label} was rolled back: every environment serves the previous credential "
+        "again. Delete the NEW credential at the provider, the one this rotation created "
+        f"on {created} (version {version.id}, fingerprint {version.fingerprint}{ref}). "
+        "Keep the current one: it is in use.\n"
+        f"Then run: rotate confirm {unit.spec.name}{unit.env_flag} --step revoke "
+        "(the tool checks that the provider now refuses the new credential)"
+    )
+
+
+def _emergency_rolled_back(unit: Unit, reason: str, facts: dict[str, Any]) -> str:
+    before = facts.get("health_before", {})
+    failing = {
+        env: detail
+        for env, detail in (before.items() if isinstance(before, dict) else ())
+        if detail != "ok"
+    }
+    already = ""
+    if failing:
+        already = (
+            " It was already failing before the emergency started ("
+            + "; ".join(f"{env}: {detail}" for env, detail in sorted(failing.items()))
+            + ")."
+        )
+    return (
+        f"EMERGENCY NOT FINISHED: production serves the COMPROMISED credential of "
+        f"{unit.label} again. The new credential failed in production ({reason}) and was "
+        f"rolled back; it is kept, not revoked.{already} Fix what fails, then run "
+        f"`rotate resume {unit.spec.name}{unit.env_flag}` (or `rotate emergency "
+        f"{unit.spec.name}{unit.env_flag}` again): it stages and promotes the new "
+        "credential again, then revokes the compromised ones."
+    )
+
+
 def _when(value: object) -> datetime | None:
     if not isinstance(value, str):
         return None
@@ -1286,7 +1646,7 @@ def _status_of(result: str) -> str:
     )
 
 
-def _outcome(label: str, steps: list[str], decision: m.Decision) -> Outcome:
+def _outcome(label: str, steps: list[str], decision: m.Decision, state: str = "") -> Outcome:
     if isinstance(decision, m.AwaitPerson):
         return Outcome(label, "person", steps, decision.action)
     if isinstance(decision, m.Wait):
@@ -1294,6 +1654,9 @@ def _outcome(label: str, steps: list[str], decision: m.Decision) -> Outcome:
             label, "done" if steps else "waiting", steps, decision.reason, decision.until
         )
     if isinstance(decision, m.Finished):
+        if decision.state == m.ROLLED_BACK and "rollback" in steps and state != m.ABORTING:
+            # The rotation did not happen: the previous value serves again. Not a success.
+            return Outcome(label, "failed", steps, "rolled back; the previous value serves again")
         return Outcome(label, "done" if steps else "waiting", steps, decision.state)
     return Outcome(label, "done", steps)
 
@@ -1301,7 +1664,7 @@ def _outcome(label: str, steps: list[str], decision: m.Decision) -> Outcome:
 _RANK = {"failed": 5, "retrying": 4, "person": 3, "claimed": 2, "done": 1, "waiting": 0}
 
 
-def _merge(outcomes: dict[str, Outcome], new: Outcome) -> None:
+def merge_outcome(outcomes: dict[str, Outcome], new: Outcome) -> None:
     old = outcomes.get(new.unit)
     if old is None:
         outcomes[new.unit] = new

@@ -14,8 +14,10 @@
     │   ├── ProviderRefusedError                 the provider refused (invalid key, bad request)
     │   └── NotSupportedError                    the provider cannot do this operation
     ├── TargetError                     exit 8   publishing a value to an environment failed
-    │   └── TargetConfigError                    the target is misconfigured (missing script)
+    │   ├── TargetConfigError                    the target is misconfigured (missing script)
+    │   └── StillServedError                     a credential to revoke is still served
     ├── HealthCheckError                exit 8   an environment's health check failed
+    ├── RollbackIncompleteError         exit 8   restored, but an environment still fails
     ├── AuditError                      exit 9   the audit trail cannot be written or is invalid
     │   └── AuditWriteError                      an event could not be written: action not taken
     └── ClaimedElsewhereError           exit 10  another runner holds the rotation or the run lock
@@ -133,6 +135,16 @@ class TargetError(RotatorError):
 
 class TargetConfigError(TargetError):
     exit_code = 8
+
+
+class RollbackIncompleteError(RotatorError):
+    """The previous value is back but an environment still fails: a person must look."""
+
+    exit_code = 8
+
+
+class StillServedError(TargetError):
+    """A credential about to be revoked is still served by a target: it is not revoked."""
 
 
 class HealthCheckError(RotatorError):

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from rotator import machine as m
 from rotator.clock import as_utc
-from rotator.engine import Engine, Outcome, Unit, _merge
+from rotator.engine import Engine, Outcome, Unit, merge_outcome
 from rotator.store.models import Rotation
 
 DEFAULT_WORKERS = 16
@@ -59,17 +59,17 @@ def emergency_many(
                 rt.sleep(delay)
                 waited += delay
                 continue
-            results = list(pool.map(lambda rid: engine._advance(rid, publish_later=True), ready))
+            results = list(pool.map(lambda rid: engine.advance(rid, publish_later=True), ready))
             batch = [work for _, work in results if work is not None]
             for outcome, _ in results:
-                _merge(outcomes, outcome)
+                merge_outcome(outcomes, outcome)
             if batch:
                 step = batch[0].step
                 say(f"{step}: publishing {len(batch)} value(s), one redeploy per environment")
-                for outcome in engine._publish(batch):
-                    _merge(outcomes, outcome)
+                for outcome in engine.publish_batch(batch):
+                    merge_outcome(outcomes, outcome)
                 for work in batch:
-                    engine._release(work.rotation_id, work.fence)
+                    engine.release(work.rotation_id, work.fence)
             pending, done_now = _still_running(engine, pending)
             finished += done_now
             say(f"[{finished}/{len(ids)}] finished")
@@ -105,7 +105,7 @@ def _ready(engine: Engine, pending: list[str]) -> tuple[list[str], datetime | No
 
 
 def _still_running(engine: Engine, pending: list[str]) -> tuple[list[str], int]:
-    stop = (*m.TERMINAL, m.AWAITING_SUPPLY, m.AWAITING_REVOKE, m.FAILED)
+    stop = (*m.TERMINAL, *m.PERSON_STATES)
     left: list[str] = []
     done = 0
     with engine.rt.store.read() as s:

@@ -133,6 +133,10 @@ def render_metrics(engine: Engine) -> str:
             for r in rotations:
                 state.add({**labels, "kind": r.kind, "state": r.state}, 1)
                 waits_person = waits_person or _needs_person(r)
+                if r.state == m.VALIDATED and not waits_person:
+                    # An approval the promotion waits for is a person's turn too.
+                    decision = m.next_decision(engine.facts(s, r, unit, now))
+                    waits_person = isinstance(decision, m.AwaitPerson)
             if not rotations:
                 state.add({**labels, "kind": "-", "state": IDLE}, 1)
             person.add(labels, 1 if waits_person else 0)
@@ -162,9 +166,7 @@ def render_metrics(engine: Engine) -> str:
 
 
 def _needs_person(r: Rotation) -> bool:
-    if r.state in (m.AWAITING_SUPPLY, m.AWAITING_REVOKE, m.FAILED):
-        return True
-    return r.state == m.REVOKED and r.kind == m.QUARTERLY  # the security review
+    return m.needs_person(r.kind, r.state)
 
 
 def _next_gate(

@@ -170,15 +170,16 @@ def remind_pending(engine: Engine) -> int:
     due: list[tuple[Unit, str]] = []
     # Only rotations a person may owe something on: cheap on a big inventory where
     # almost every rotation is waiting for a date, not for a person.
-    person_states = (m.AWAITING_SUPPLY, m.AWAITING_REVOKE, m.FAILED, m.REVOKED)
+    person_states = (*m.PERSON_STATES, m.REVOKED)
     with rt.store.read() as s:
         active = s.exec(
             select(Rotation, SecretRecord)
             .join(SecretRecord, col(SecretRecord.id) == col(Rotation.secret_id))
             .where(col(Rotation.active).is_(True))
             .where(
-                col(Rotation.state).in_(person_states)
-                | ((col(Rotation.state) == m.VALIDATED) & (col(Rotation.next_check_at) <= now))
+                # A validated one may wait for an approval (a person's turn, found below),
+                # reminded every day it waits, not only on the day its check was due.
+                col(Rotation.state).in_((*person_states, m.VALIDATED))
             )
         ).all()
         for r, record in active:
@@ -191,8 +192,11 @@ def remind_pending(engine: Engine) -> int:
             facts = repo.facts_of(r)
             if r.state == m.AWAITING_SUPPLY:
                 step, instruction = "generate", str(facts.get("instruction", ""))
-            elif r.state == m.AWAITING_REVOKE:
+            elif r.state in (m.AWAITING_REVOKE, m.AWAITING_DISCARD):
                 step, instruction = "revoke", str(facts.get("instruction", ""))
+            elif r.state == m.FAILED and facts.get("instruction"):
+                step = "the emergency (rolled back)"
+                instruction = str(facts.get("instruction"))
             elif r.state == m.FAILED:
                 step = f"{facts.get('failed_step', 'a step')} (failed)"
                 instruction = (
@@ -221,12 +225,6 @@ def _decision_reminder(engine: Engine, s: Any, r: Any, unit: Unit, now: Any) -> 
     if isinstance(decision, m.AwaitPerson):
         command = decision.command.format(secret=unit.spec.name, env=unit.env_flag)
         return decision.action, f"When done, run: {command}"
-    waiting = m.approved(facts)
-    if waiting is not None and decision == waiting:
-        return "approve", (
-            "Production promotion needs a stakeholder's approval. Run: "
-            f'rotate approve {unit.spec.name}{unit.env_flag} --note "..."'
-        )
     return "", ""
 
 
