@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rotator.errors import InventoryError, UnknownNameError
+from schedules.cycles import check_start_months
 
 SCOPES = ("shared", "per-environment")
 SHARED_ENVIRONMENTS = ("staging", "production")
@@ -101,6 +102,10 @@ class Inventory:
     notifications: tuple[Mapping[str, Any], ...]
     audit: Mapping[str, Any]
     limits: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    health_failures: int = 4
+    """Consecutive failed health checks that make an environment unhealthy..."""
+    health_span: str = "60s"
+    """...spread over at least this long: one flaky answer never starts a rollback."""
 
     @property
     def tz(self) -> ZoneInfo:
@@ -181,8 +186,14 @@ def _str(
 
 
 def _check_duration(p: _Problems, value: object, path: str) -> str:
-    if not isinstance(value, str) or not value or not _DURATION.match(value):
-        p.add(path, value, 'a duration such as "24h", "30m", "7d" or "1d12h"')
+    from schedules import parse_duration
+
+    try:
+        if not isinstance(value, str):
+            raise ValueError("not text")
+        parse_duration(value)
+    except ValueError:
+        p.add(path, value, 'a duration such as "24h", "30m", "7d", "90s" or "1d12h"')
         return "24h"
     return value
 
@@ -236,7 +247,18 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
     p.items = [i[1:] if i.startswith(".") else i for i in p.items]
 
     settings = _table(p, data, "settings", "settings")
-    p.unknown("settings", settings, ("time_zone", "quarter_start_months", "soak", "monitoring"))
+    p.unknown(
+        "settings",
+        settings,
+        (
+            "time_zone",
+            "quarter_start_months",
+            "soak",
+            "monitoring",
+            "health_failures",
+            "health_span",
+        ),
+    )
     tz_name = settings.get("time_zone", "UTC")
     try:
         if not isinstance(tz_name, str):
@@ -245,17 +267,27 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
     except (ZoneInfoNotFoundError, ValueError):
         p.add("settings.time_zone", tz_name, 'an IANA time zone such as "Europe/London"')
         tz_name = "UTC"
+    # One validation of the schedule values: the very functions `plan`, `calendar` and
+    # `run` call, so whatever `rotate check` accepts, they can execute.
     months = settings.get("quarter_start_months", [1, 4, 7, 10])
-    if (
-        not isinstance(months, list)
-        or not months
-        or not all(isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 12 for m in months)
-        or len(set(months)) != len(months)
-    ):
-        p.add("settings.quarter_start_months", months, "distinct months 1..12, e.g. [1, 4, 7, 10]")
+    try:
+        if not isinstance(months, list):
+            raise ValueError("a list of months such as [1, 4, 7, 10]")
+        months = list(check_start_months(months))
+    except ValueError as exc:
+        p.add("settings.quarter_start_months", months, str(exc))
         months = [1, 4, 7, 10]
     soak = _check_duration(p, settings.get("soak", "24h"), "settings.soak")
     monitoring = _check_duration(p, settings.get("monitoring", "24h"), "settings.monitoring")
+    health_failures = settings.get("health_failures", 4)
+    if (
+        not isinstance(health_failures, int)
+        or isinstance(health_failures, bool)
+        or not (1 <= health_failures <= 20)
+    ):
+        p.add("settings.health_failures", health_failures, "a whole number from 1 to 20")
+        health_failures = 4
+    health_span = _check_duration(p, settings.get("health_span", "60s"), "settings.health_span")
 
     mw = _table(p, data, "maintenance_window", "maintenance_window")
     p.unknown("maintenance_window", mw, ("days", "start", "end"))
@@ -268,6 +300,13 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
     if start == end:
         p.add("maintenance_window.end", mw.get("end", "04:00"), "a time different from start")
     window = Window(tuple(days), start, end)
+    if not p.items:
+        from schedules import parse_window
+
+        try:
+            parse_window(list(days), start.strftime("%H:%M"), end.strftime("%H:%M"), tz_name)
+        except ValueError as exc:
+            p.add("maintenance_window", dict(mw), str(exc))
 
     providers = _urls(p, data, "providers")
     targets_urls = _urls(p, data, "targets")
@@ -458,6 +497,8 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
         quarter_start_months=tuple(sorted(months)),
         soak=soak,
         monitoring=monitoring,
+        health_failures=health_failures,
+        health_span=health_span,
         window=window,
         environments=environments,
         secrets=secrets,
