@@ -195,7 +195,7 @@ def test_old_schema_on_postgresql(q1: Case, pg_url: str) -> None:
         q1,
         "status",
         code=6,
-        message="has schema 0000, this rotator needs 0001; run `rotate db upgrade`",
+        message="has schema 0000, this rotator needs 0002; run `rotate db upgrade`",
         env={"ROTATOR_DATABASE_URL": pg_url},
     )
     assert "password" not in done.stderr

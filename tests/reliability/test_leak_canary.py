@@ -149,15 +149,16 @@ def _forced_errors(case: Case, dump: Path) -> list[str]:
     sandbox = case.state.sandbox
     test_key = sandbox.world.stripe.create("secret", False, sandbox.world.now()).secret
     expect(case, "supply", STRIPE, code=7, message="test-mode key", input=test_key + "\n")
-    staging = case.state.seeded[f"{GOOGLE}@staging"].value  # right value, wrong client
+    staging = case.state.seeded[f"{GOOGLE}@staging"].value  # another environment's value
     expect(
         case,
         "supply",
         GOOGLE,
         "--env",
         "production",
-        code=7,
-        message="invalid_client",
+        code=4,
+        message="the current credential of staging",
+        refused=True,
         input=staging + "\n",
     )
     done = case.rotate("emergency", RESEND, "--reason", "canary", "--yes", "--json")

@@ -198,7 +198,7 @@ class RotationMachine(RuleBasedStateMachine):
     @rule(secret=st.sampled_from([AUTO, ASSISTED]))
     def emergency(self, secret: str) -> None:
         unit = self.engine.unit(secret, None)
-        rid = commands.start_emergency(self.engine, unit, "property test leak")
+        rid = commands.start_emergency(self.engine, unit, "property test leak", again=True)
         commands.drive(self.engine, rid)
 
     @rule()
