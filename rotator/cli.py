@@ -115,11 +115,17 @@ def _read_value(prompt: str) -> Secret:
     """Read a value from a hidden prompt, or stdin when piped; never from argv."""
     from rotator.secret import read_secret_input
 
-    if sys.stdin.isatty():
-        import getpass
+    try:
+        if sys.stdin.isatty():
+            import getpass
 
-        return read_secret_input(getpass.getpass(f"{prompt} (input hidden): "))
-    return read_secret_input(sys.stdin.read())
+            return read_secret_input(getpass.getpass(f"{prompt} (input hidden): "))
+        return read_secret_input(sys.stdin.read())
+    except UnicodeDecodeError:
+        raise BadInputError(
+            "the value read is not UTF-8 text; paste the credential itself (a credential is "
+            "text), not a file's bytes"
+        ) from None
 
 
 def _outcomes(outcomes: list[Outcome], as_json: bool) -> int:
@@ -165,17 +171,24 @@ def check(
     )
     if offline:
         return
+    from rotator.errors import KeyMaterialError
     from rotator.keys import load_audit_key, load_fingerprint_key, load_master_key
 
     problems = rt.credentials.missing()
+    key_problems: list[KeyMaterialError] = []
     for loader in (load_master_key, load_fingerprint_key, load_audit_key):
         try:
             loader()
-        except RotatorError as exc:
-            problems.append(str(exc))
+        except KeyMaterialError as exc:
+            key_problems.append(exc)
+    for p in [*problems, *map(str, key_problems)]:
+        _echo_err(f"  - {p}")
+    if key_problems:
+        # The same code every other command gives for the same key (5), not 2.
+        raise KeyMaterialError(
+            f"{len(problems) + len(key_problems)} credential(s) or key(s) missing or unsafe"
+        )
     if problems:
-        for p in problems:
-            _echo_err(f"  - {p}")
         raise BadInputError(f"{len(problems)} credential(s) or key(s) missing")
     from rotator.rewrap import check_key_ids
 
@@ -513,7 +526,8 @@ def show(
 @app.command()
 def calendar(
     year: Annotated[
-        int | None, typer.Option("--year", help="Year to show [default: this year].")
+        int | None,
+        typer.Option("--year", help="Year to show [default: this year].", min=1, max=9998),
     ] = None,
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
@@ -531,7 +545,7 @@ def calendar(
         inv.window.end.strftime("%H:%M"),
         inv.time_zone,
     )
-    y = year or clock.now().astimezone(inv.tz).year
+    y = year if year is not None else clock.now().astimezone(inv.tz).year
     if as_json:
         _json(year_as_dict(y, inv.quarter_start_months, inv.tz, window))
     else:
@@ -905,6 +919,7 @@ def audit_report(
 # ------------------------------------------------------------------------- entry point
 def main() -> NoReturn:
     """Run the CLI; turn errors into one clear line and a documented exit code."""
+    _no_core_dumps()
     try:
         # Without standalone mode click returns the exit code of `typer.Exit` instead of
         # raising it.
@@ -928,10 +943,69 @@ def main() -> NoReturn:
         else:
             _echo_err(f"error: {exc}")
         sys.exit(int(getattr(exc, "exit_code", 2)))
+    except OSError as exc:
+        known = _os_error(exc)
+        if known is None:
+            where = _write_traceback(exc)
+            _echo_err(
+                f"internal error: {type(exc).__name__}; the traceback (no values) is in {where}"
+            )
+            sys.exit(EXIT_INTERNAL)
+        _echo_err(f"error: {known}")
+        sys.exit(known.exit_code)
     except Exception as exc:
+        known = _database_error(exc)
+        if known is not None:
+            _echo_err(f"error: {known}")
+            sys.exit(known.exit_code)
         where = _write_traceback(exc)
         _echo_err(f"internal error: {type(exc).__name__}; the traceback (no values) is in {where}")
         sys.exit(EXIT_INTERNAL)
+
+
+def _no_core_dumps() -> None:
+    """Set RLIMIT_CORE to 0: a core file would hold the master key and tokens in clear."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):
+        pass  # not on this platform; nothing else to do
+
+
+_FILE_ERRNOS = {"EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "ENOENT", "EISDIR", "ENOTDIR"}
+
+
+def _os_error(exc: OSError) -> RotatorError | None:
+    """Name the file and the fix for an I/O error no command caught (read-only, full disk)."""
+    import errno
+
+    from rotator.errors import StateFileError
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    if name not in _FILE_ERRNOS or not exc.filename:
+        return None
+    return StateFileError(
+        f"cannot use {exc.filename}: {exc.strerror}; make it writable by this user (or "
+        "free disk space) and run the same command again"
+    )
+
+
+def _database_error(exc: Exception) -> RotatorError | None:
+    """Name the database and the fix for an SQLAlchemy `OperationalError` (disk full, I/O)."""
+    if type(exc).__name__ != "OperationalError" or "sqlalchemy" not in type(exc).__module__:
+        return None
+    from rotator.errors import StoreError
+    from rotator.store.db import database_url, redacted
+
+    # The driver's own message only: SQLAlchemy's adds the statement and its parameters.
+    orig = getattr(exc, "orig", None)
+    reason = str(orig).splitlines()[0] if orig is not None and str(orig) else "database error"
+    return StoreError(
+        f"the database {redacted(database_url())} failed: {reason}; nothing more was done. "
+        "Free disk space or make the database writable, then run the same command again "
+        "(every step resumes)"
+    )
 
 
 def _write_traceback(exc: BaseException) -> str:
@@ -939,15 +1013,15 @@ def _write_traceback(exc: BaseException) -> str:
     import traceback
 
     from rotator.paths import state_dir
+    from rotator.safefile import ensure_private_dir, write_private
 
     path = state_dir() / "last-error.log"
+    # Frames only, never exception messages: a library's message may quote a value.
+    frames = "".join(traceback.format_tb(exc.__traceback__))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        # Frames only, never exception messages: a library's message may quote a value.
-        frames = "".join(traceback.format_tb(exc.__traceback__))
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"{type(exc).__name__}\n{frames}")
-    except OSError:
-        return "(could not be written)"
+        ensure_private_dir(path.parent)
+        write_private(path, f"{type(exc).__name__}\n{frames}")
+    except RotatorError as why:
+        # Not written (a link, someone else's directory, a full disk): say so on stderr.
+        return f"(nowhere: {why})"
     return str(path)
