@@ -169,6 +169,7 @@ def check(
         f"inventory {inv.path}: {len(inv.environments)} environment(s), "
         f"{len(inv.secrets)} secret(s): valid"
     )
+    typer.echo(inv.network.describe())
     if offline:
         return
     from rotator.errors import KeyMaterialError
