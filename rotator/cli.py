@@ -618,8 +618,39 @@ def demo(
         raise typer.Exit(1)
 
 
-@app.command()
+sandbox_app = typer.Typer(
+    help="Run the provider emulator alone, and act in it as the person (its consoles).",
+    invoke_without_command=True,
+)
+app.add_typer(sandbox_app, name="sandbox")
+console_app = typer.Typer(
+    help="Do in the running sandbox what a person does in the Stripe Dashboard or the Google "
+    "console. A new value goes to stdout alone, so it pipes into `rotate supply`.",
+    no_args_is_help=True,
+)
+sandbox_app.add_typer(console_app, name="console")
+stripe_console = typer.Typer(help="The Stripe Dashboard's API keys page.", no_args_is_help=True)
+google_console = typer.Typer(
+    help="The Google console's OAuth client secrets.", no_args_is_help=True
+)
+console_app.add_typer(stripe_console, name="stripe")
+console_app.add_typer(google_console, name="google")
+
+SANDBOX_URL_ENV = "ROTATOR_SANDBOX_URL"
+UrlOpt = Annotated[
+    str,
+    typer.Option(
+        "--url",
+        envvar=SANDBOX_URL_ENV,
+        help=f"The running sandbox [default: ${SANDBOX_URL_ENV}, else http://127.0.0.1:8787].",
+        show_default=False,
+    ),
+]
+
+
+@sandbox_app.callback(invoke_without_command=True)
 def sandbox(
+    ctx: typer.Context,
     port: Annotated[
         int, typer.Option("--port", help="Port on 127.0.0.1 (0: any free port).")
     ] = 8787,
@@ -628,43 +659,216 @@ def sandbox(
         Path, typer.Option("--workdir", help="Where to write the inventory and key file.")
     ] = Path("rotator-sandbox"),
 ) -> None:
-    """Run the sandbox standalone and print how to point rotator at it."""
+    """Run the sandbox standalone and print how to point rotator at it.
+
+    Examples:
+
+      rotate sandbox --port 8787 --workdir /tmp/sb
+
+      rotate sandbox console stripe new-key | rotate supply BANDOFBAKERS_STRIPE_SECRET_KEY
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     import signal
     import threading
 
+    from rotator.errors import OutputFileError
+    from rotator.safefile import ensure_private_dir, write_output
     from rotator.sandbox import Sandbox
     from rotator.sandbox.inventory import sandbox_environment, sandbox_inventory
     from rotator.sandbox.overrides import inventory_overrides
 
+    where = workdir.resolve()
     box = Sandbox(port=port, faults=faults)
     box.start()
-    seeded = box.seed_bandofbakers()
-    inventory_file = sandbox_inventory(box, workdir.resolve(), notify_email=False)
-    values = workdir.resolve() / "seeded-values.txt"
-    fd = os.open(values, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        for label, value in seeded.items():
-            fh.write(f"{label}\t{value.ref}\t{value.value}\n")
-    typer.echo(f"sandbox listening on {box.base_url} (faults: {faults})")
-    typer.echo("inventory overrides that point at it:\n")
-    typer.echo(inventory_overrides(box.base_url))
-    typer.echo(f"a complete inventory: {inventory_file}")
-    typer.echo(f"the seeded values to `rotate import` (0600): {values}")
-    token_file = workdir.resolve() / "cloudflare-token"
-    for name, token in sandbox_environment(box).items():
-        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(token)
-        typer.echo(f'export {name}="$(cat {token_file})"')
-    typer.echo("stop with Ctrl-C")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        try:
+            ensure_private_dir(
+                where, "sandbox work directory", OutputFileError, "or pass --workdir another"
+            )
+            seeded = box.seed_bandofbakers()
+            inventory_file = sandbox_inventory(box, where, notify_email=False)
+            values = where / "seeded-values.txt"
+            write_output(
+                values,
+                "".join(f"{label}\t{v.ref}\t{v.value}\n" for label, v in seeded.items()),
+            )
+            token_file = where / "cloudflare-token"
+            environment = sandbox_environment(box)
+            for token in environment.values():
+                write_output(token_file, token)
+        except OSError as exc:
+            raise OutputFileError(
+                f"cannot write the sandbox's files in {where}: {exc.strerror} "
+                f"({exc.filename or where}); pass --workdir a directory you can write"
+            ) from None
+        typer.echo(f"sandbox listening on {box.base_url} (faults: {faults})")
+        typer.echo("inventory overrides that point at it:\n")
+        typer.echo(inventory_overrides(box.base_url))
+        typer.echo(f"a complete inventory: {inventory_file}")
+        typer.echo(f"the seeded values to `rotate import` (0600): {values}")
+        for name in environment:
+            typer.echo(f'export {name}="$(cat {token_file})"')
+        typer.echo(_sandbox_next_steps(box.base_url, inventory_file, values))
+        typer.echo("stop with Ctrl-C")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        import contextlib
+
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
     finally:
         box.stop()
+
+
+def _sandbox_next_steps(base_url: str, inventory_file: Path, values: Path) -> str:
+    return f"""
+In another shell, import the values in use "today" and act as the person:
+
+  export ROTATOR_INVENTORY={inventory_file} {SANDBOX_URL_ENV}={base_url}
+  rotate init
+  while IFS=$'\\t' read -r label ref value; do
+    secret=${{label%@*}}; env=; [ "$label" != "$secret" ] && env="--env ${{label#*@}}"
+    printf '%s\\n' "$value" | rotate import "$secret" --ref "$ref" $env
+  done < {values}
+  rotate run --no-delay
+  rotate sandbox console stripe new-key | rotate supply BANDOFBAKERS_STRIPE_SECRET_KEY
+  rotate sandbox console google new-secret --env staging | \\
+    rotate supply GOOGLE_CLIENT_SECRET --env staging
+  rotate sandbox console stripe expire-old        # month 4: the person expires the old key
+  rotate confirm BANDOFBAKERS_STRIPE_SECRET_KEY --step revoke
+(`rotate sandbox console --help` lists every console command; docs/operator-guide.md.)"""
+
+
+def _console(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    import httpx
+
+    from rotator.errors import ProviderRefusedError, RetryLaterError
+
+    try:
+        response = httpx.request(method, url.rstrip("/") + path, json=body, timeout=10.0)
+    except httpx.TransportError as exc:
+        raise RetryLaterError(
+            f"no sandbox answers at {url} ({type(exc).__name__}); start `rotate sandbox` or "
+            f"set {SANDBOX_URL_ENV} to the URL it printed"
+        ) from None
+    if response.status_code >= 400:
+        try:
+            why = response.json().get("error", "")
+        except ValueError:
+            why = ""
+        raise ProviderRefusedError(
+            f"the sandbox console refused: {why or 'no reason given'}",
+            provider="sandbox",
+            operation=path,
+            status=response.status_code,
+        )
+    return response.json()
+
+
+_DEFAULT_SANDBOX = "http://127.0.0.1:8787"
+
+
+@stripe_console.command("new-key")
+def console_stripe_new_key(url: UrlOpt = _DEFAULT_SANDBOX) -> None:
+    """Create a live secret key (its value on stdout, its id on stderr).
+
+    Example: rotate sandbox console stripe new-key | rotate supply BANDOFBAKERS_STRIPE_SECRET_KEY
+    """
+    body = _console(url, "POST", "/console/stripe/keys", {"type": "secret", "live": True})
+    _echo_err(f"created Stripe key {body['id']}")
+    typer.echo(body["secret"])
+
+
+@stripe_console.command("keys")
+def console_stripe_keys(url: UrlOpt = _DEFAULT_SANDBOX) -> None:
+    """List the Stripe keys (ids and state; never a value)."""
+    for key in _console(url, "GET", "/console/stripe/keys")["keys"]:
+        typer.echo("  ".join(f"{k}={v}" for k, v in sorted(key.items()) if k != "secret"))
+
+
+@stripe_console.command("expire")
+def console_stripe_expire(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from `keys`).")],
+    url: UrlOpt = _DEFAULT_SANDBOX,
+) -> None:
+    """Expire one Stripe key now, as the Dashboard's "Expire key" does."""
+    _console(url, "POST", f"/console/stripe/keys/{key_id}/expire", {"delay_seconds": 0})
+    typer.echo(f"expired Stripe key {key_id}")
+
+
+@stripe_console.command("expire-old")
+def console_stripe_expire_old(url: UrlOpt = _DEFAULT_SANDBOX) -> None:
+    """Expire every live Stripe secret key but the newest (the month-4 instruction)."""
+    keys = [k for k in _console(url, "GET", "/console/stripe/keys")["keys"] if _live(k)]
+    keys.sort(key=lambda k: str(k.get("created", "")))
+    for key in keys[:-1]:
+        _console(url, "POST", f"/console/stripe/keys/{key['id']}/expire", {"delay_seconds": 0})
+        typer.echo(f"expired Stripe key {key['id']}")
+
+
+def _live(key: dict[str, Any]) -> bool:
+    return key.get("type") == "secret" and bool(key.get("livemode")) and not key.get("expired")
+
+
+def _client_id(inventory: str | None, env: str) -> str:
+    from rotator import inventory as inv_mod
+    from rotator.paths import inventory_path
+
+    inv = inv_mod.load(inventory_path(inventory))
+    inv.environment(env)  # an unknown name: exit 2 with did-you-mean
+    for spec in inv.secrets.values():
+        if spec.provider == "google-oauth":
+            client_id = spec.options_for(env).get("client_id")
+            if client_id:
+                return str(client_id)
+    raise BadInputError(f"no google-oauth secret of the inventory has a client_id for {env!r}")
+
+
+ConsoleEnvOpt = Annotated[
+    str, typer.Option("--env", "-e", help="Environment whose OAuth client to change.")
+]
+
+
+@google_console.command("new-secret")
+def console_google_new_secret(
+    env: ConsoleEnvOpt, inventory: InventoryOpt = None, url: UrlOpt = _DEFAULT_SANDBOX
+) -> None:
+    """Add a client secret to that environment's OAuth client (value on stdout).
+
+    Example: rotate sandbox console google new-secret --env staging |
+    rotate supply GOOGLE_CLIENT_SECRET --env staging
+    """
+    client_id = _client_id(inventory, env)
+    body = _console(url, "POST", f"/console/google/clients/{client_id}/secrets", {})
+    _echo_err(f"added secret {body['id']} to {client_id}")
+    typer.echo(body["client_secret"])
+
+
+@google_console.command("secrets")
+def console_google_secrets(
+    env: ConsoleEnvOpt, inventory: InventoryOpt = None, url: UrlOpt = _DEFAULT_SANDBOX
+) -> None:
+    """List that environment's client secrets (ids and state; never a value)."""
+    client_id = _client_id(inventory, env)
+    for sec in _console(url, "GET", f"/console/google/clients/{client_id}/secrets")["secrets"]:
+        typer.echo("  ".join(f"{k}={v}" for k, v in sorted(sec.items())))
+
+
+@google_console.command("retire-old")
+def console_google_retire_old(
+    env: ConsoleEnvOpt, inventory: InventoryOpt = None, url: UrlOpt = _DEFAULT_SANDBOX
+) -> None:
+    """Disable and delete every client secret but the newest (the month-4 instruction)."""
+    client_id = _client_id(inventory, env)
+    base = f"/console/google/clients/{client_id}/secrets"
+    secrets = _console(url, "GET", base)["secrets"]
+    secrets.sort(key=lambda x: str(x.get("created", "")))
+    for sec in secrets[:-1]:
+        if sec.get("enabled", True):
+            _console(url, "POST", f"{base}/{sec['id']}/disable")
+        _console(url, "DELETE", f"{base}/{sec['id']}")
+        typer.echo(f"disabled and deleted secret {sec['id']} of {client_id}")
 
 
 # ------------------------------------------------------------------------- db and keys

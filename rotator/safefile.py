@@ -21,7 +21,7 @@ import os
 import stat
 from pathlib import Path
 
-from rotator.errors import OutputFileError, StateFileError, UnsafePathError
+from rotator.errors import OutputFileError, RotatorError, StateFileError, UnsafePathError
 
 __all__ = [
     "check_private_dir",
@@ -61,8 +61,17 @@ def check_private_dir(path: Path, what: str = "state directory") -> None:
     _refuse_unsafe(path, st, what)
 
 
-def ensure_private_dir(path: Path, what: str = "state directory") -> Path:
-    """Create `path` (and missing parents) 0700 whatever the umask, then check it."""
+def ensure_private_dir(
+    path: Path,
+    what: str = "state directory",
+    error: type[RotatorError] = StateFileError,
+    fix: str = "or set ROTATOR_HOME to a writable directory",
+) -> Path:
+    """Create `path` (and missing parents) 0700 whatever the umask, then check it.
+
+    A directory that cannot be created raises `error` (exit 6 for the state directory)
+    naming it, the reason, and `fix`.
+    """
     missing: list[Path] = []
     probe = path
     while not os.path.lexists(probe) and probe != probe.parent:
@@ -74,9 +83,9 @@ def ensure_private_dir(path: Path, what: str = "state directory") -> Path:
         except FileExistsError:
             pass  # another process made it first; it is checked below like any other
         except OSError as exc:
-            raise StateFileError(
+            raise error(
                 f"cannot create the {what} {directory}: {exc.strerror}; create it "
-                f"(`mkdir -m 700 {directory}`) or set ROTATOR_HOME to a writable directory"
+                f"(`mkdir -m 700 {directory}`) {fix}"
             ) from None
         else:
             # mkdir's mode is filtered by the umask; a umask of 0 must not give 0777.
