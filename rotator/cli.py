@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -62,6 +63,21 @@ EnvOpt = Annotated[
 ]
 
 
+def _complete_secret(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Offer the inventory's secret names (shell completion); parse the TOML, nothing more."""
+    import tomllib
+
+    from rotator.paths import inventory_path
+
+    explicit = ctx.params.get("inventory") if ctx is not None else None
+    try:
+        with open(inventory_path(explicit), "rb") as fh:
+            names = list((tomllib.load(fh).get("secrets") or {}).keys())
+    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+        return []
+    return sorted(n for n in names if n.lower().startswith(incomplete.lower()))
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"rotate {__version__}")
@@ -74,6 +90,15 @@ def _main(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Print nothing but errors (and --json output); the exit code says the rest. "
+            "Accepted anywhere on the line, e.g. `rotate run --quiet`.",
+        ),
+    ] = False,
 ) -> None:
     """Rotate third-party credentials on a schedule and in emergencies."""
 
@@ -83,9 +108,21 @@ def _echo_err(text: str) -> None:
     typer.echo(text, err=True)
 
 
-def _progress(line: str) -> None:
-    if sys.stderr.isatty() or os.environ.get("ROTATOR_PROGRESS") == "1":
+QUIET = False
+"""Set by `--quiet`: no report on stdout (except `--json`), no progress; errors still shown."""
+
+
+def _progress_line(rt: Runtime) -> Callable[[str], None]:
+    """Return a progress printer that does not claim a notification nobody could receive."""
+
+    def say(line: str) -> None:
+        if QUIET:
+            return
+        if line.endswith(": notify ok") and not rt.inventory.notifications:
+            line = line[: -len("ok")] + "skipped (no channel in the inventory's [notifications])"
         _echo_err(f"  … {line}")
+
+    return say
 
 
 def _runtime(inventory: str | None, *, progress: bool = True) -> Runtime:
@@ -93,10 +130,17 @@ def _runtime(inventory: str | None, *, progress: bool = True) -> Runtime:
     from rotator.paths import inventory_path
     from rotator.runtime import Runtime
 
-    return Runtime(
-        inventory=inv.load(inventory_path(inventory)),
-        progress=_progress if progress else (lambda _l: None),
-    )
+    rt = Runtime(inventory=inv.load(inventory_path(inventory)))
+    if progress:
+        printer = _progress_line(rt)
+        rt.progress = lambda line: _on_terminal(printer, line)
+    return rt
+
+
+def _on_terminal(printer: Callable[[str], None], line: str) -> None:
+    # Progress is for a person watching; cron's log gets the summary (or ROTATOR_PROGRESS=1).
+    if sys.stderr.isatty() or os.environ.get("ROTATOR_PROGRESS") == "1":
+        printer(line)
 
 
 def _engine(inventory: str | None) -> Engine:
@@ -202,7 +246,9 @@ def check(
 
 @app.command("import")
 def import_(
-    secret: Annotated[str, typer.Argument(help="Secret name from the inventory.")],
+    secret: Annotated[
+        str, typer.Argument(help="Secret name from the inventory.", autocompletion=_complete_secret)
+    ],
     env: EnvOpt = None,
     ref: Annotated[
         str | None,
@@ -259,6 +305,14 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would run now (same as `rotate plan`).")
     ] = False,
+    no_delay: Annotated[
+        bool,
+        typer.Option(
+            "--no-delay",
+            help="Start at once; without it a run not on a terminal first waits a random "
+            "0-5 minutes (announced on stderr) so many hosts do not hit providers together.",
+        ),
+    ] = False,
 ) -> None:
     """Do every step due now (the cron entry); exits 1 if any secret failed."""
     if dry_run:
@@ -267,7 +321,8 @@ def run(
     from rotator.runlock import RunLock, startup_delay
 
     with RunLock():
-        startup_delay(say=_echo_err if os.environ.get("ROTATOR_PROGRESS") == "1" else None)
+        # One line on stderr, even under cron: a silent sleep of minutes looks like a hang.
+        startup_delay(0 if no_delay else 300.0, say=None if QUIET else _echo_err)
         engine = _engine(inventory)
         code = _outcomes(engine.run(), as_json)
         if code == 0:
@@ -322,7 +377,11 @@ def _parse_at(text: str, engine: Engine) -> datetime:
 @app.command()
 def emergency(
     secret: Annotated[
-        str | None, typer.Argument(help="The compromised secret (or select with --all...).")
+        str | None,
+        typer.Argument(
+            help="The compromised secret (or select with --all...).",
+            autocompletion=_complete_secret,
+        ),
     ] = None,
     reason: Annotated[str, typer.Option("--reason", help="What leaked and how (recorded).")] = "",
     env: EnvOpt = None,
@@ -351,7 +410,7 @@ def emergency(
                 f"Rotate {len(units)} secrets now and revoke their current credentials?",
                 abort=True,
             )
-        engine.rt.progress = lambda line: _echo_err(f"  … {line}")
+        engine.rt.progress = _progress_line(engine.rt)
         raise typer.Exit(_outcomes(emergency_many(engine, units, reason, workers=workers), as_json))
     if every or provider or in_env:
         raise BadInputError("name one SECRET, or select with --all/--provider/--in-env; not both")
@@ -360,9 +419,10 @@ def emergency(
         typer.confirm(
             f"Rotate {unit.label} now and revoke every current credential of it?", abort=True
         )
-    engine.rt.progress = lambda line: _echo_err(f"  … {line}")
+    engine.rt.progress = _progress_line(engine.rt)
     rotation = start_emergency(engine, unit, reason)
-    _echo_err(f"emergency {rotation} for {unit.label}: assessed")
+    if not QUIET:
+        _echo_err(f"emergency {rotation} for {unit.label}: assessed")
     outcome = drive(engine, rotation)
     engine.checkpoint()
     code = _outcomes([outcome], as_json)
@@ -374,6 +434,12 @@ def emergency(
 
         code = ClaimedElsewhereError.exit_code
     raise typer.Exit(code)
+
+
+def _confirm(yes: bool, question: str) -> None:
+    """Ask on a terminal unless --yes; scripts (no terminal) pass --yes or are not asked."""
+    if not yes and sys.stdin.isatty():
+        typer.confirm(question, abort=True)
 
 
 def _show_instruction(engine: Engine, unit: Any) -> None:
@@ -388,7 +454,9 @@ def _show_instruction(engine: Engine, unit: Any) -> None:
 
 @app.command()
 def supply(
-    secret: Annotated[str, typer.Argument(help="Secret awaiting a new value.")],
+    secret: Annotated[
+        str, typer.Argument(help="Secret awaiting a new value.", autocompletion=_complete_secret)
+    ],
     env: EnvOpt = None,
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
@@ -404,7 +472,10 @@ def supply(
 
 @app.command()
 def confirm(
-    secret: Annotated[str, typer.Argument(help="Secret whose manual step is done.")],
+    secret: Annotated[
+        str,
+        typer.Argument(help="Secret whose manual step is done.", autocompletion=_complete_secret),
+    ],
     step: Annotated[str, typer.Option("--step", help="The manual step done: revoke.")],
     env: EnvOpt = None,
     inventory: InventoryOpt = None,
@@ -419,7 +490,10 @@ def confirm(
 
 @app.command()
 def approve(
-    secret: Annotated[str, typer.Argument(help="Secret whose promotion is approved.")],
+    secret: Annotated[
+        str,
+        typer.Argument(help="Secret whose promotion is approved.", autocompletion=_complete_secret),
+    ],
     env: EnvOpt = None,
     note: Annotated[str, typer.Option("--note", help="Why it is approved.")] = "",
     inventory: InventoryOpt = None,
@@ -434,7 +508,9 @@ def approve(
 
 @app.command()
 def review(
-    secret: Annotated[str, typer.Argument(help="Secret whose cycle is reviewed.")],
+    secret: Annotated[
+        str, typer.Argument(help="Secret whose cycle is reviewed.", autocompletion=_complete_secret)
+    ],
     note: Annotated[str, typer.Option("--note", help="What the security review checked.")],
     env: EnvOpt = None,
     inventory: InventoryOpt = None,
@@ -449,37 +525,54 @@ def review(
 
 @app.command()
 def rollback(
-    secret: Annotated[str, typer.Argument(help="Secret to roll back.")],
+    secret: Annotated[
+        str, typer.Argument(help="Secret to roll back.", autocompletion=_complete_secret)
+    ],
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
     env: EnvOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     inventory: InventoryOpt = None,
 ) -> None:
     """Before revoke: put the previous value back everywhere and revoke the new one."""
     from rotator.commands import rollback as do_rollback
 
     engine = _engine(inventory)
-    outcome = do_rollback(engine, engine.unit(secret, env), reason)
+    unit = engine.unit(secret, env)
+    _confirm(
+        yes,
+        f"Put the previous value of {unit.label} back in every environment and revoke the "
+        "new credential?",
+    )
+    outcome = do_rollback(engine, unit, reason)
     typer.echo(f"{outcome.unit}: rolled back")
 
 
 @app.command()
 def abort(
-    secret: Annotated[str, typer.Argument(help="Secret whose rotation is abandoned.")],
+    secret: Annotated[
+        str,
+        typer.Argument(help="Secret whose rotation is abandoned.", autocompletion=_complete_secret),
+    ],
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
     env: EnvOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     inventory: InventoryOpt = None,
 ) -> None:
     """Before promote: put staging back and revoke the pending credential."""
     from rotator.commands import rollback as do_rollback
 
     engine = _engine(inventory)
-    outcome = do_rollback(engine, engine.unit(secret, env), reason, abort=True)
+    unit = engine.unit(secret, env)
+    _confirm(yes, f"Abandon the rotation of {unit.label}: put staging back and revoke the new one?")
+    outcome = do_rollback(engine, unit, reason, abort=True)
     typer.echo(f"{outcome.unit}: aborted")
 
 
 @app.command()
 def resume(
-    secret: Annotated[str, typer.Argument(help="Secret whose rotation failed.")],
+    secret: Annotated[
+        str, typer.Argument(help="Secret whose rotation failed.", autocompletion=_complete_secret)
+    ],
     env: EnvOpt = None,
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
@@ -493,7 +586,7 @@ def resume(
 
 @app.command()
 def show(
-    secret: Annotated[str, typer.Argument(help="Secret to show.")],
+    secret: Annotated[str, typer.Argument(help="Secret to show.", autocompletion=_complete_secret)],
     env: EnvOpt = None,
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
@@ -888,12 +981,18 @@ def keys_rewrap(
         Path,
         typer.Option("--old-key-file", help="The master key the values are encrypted under now."),
     ],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Re-encrypt every stored value under the current master key, in one transaction."""
     from rotator.keys import load_master_key
     from rotator.rewrap import rewrap
     from rotator.store.db import open_store
 
+    _confirm(
+        yes,
+        f"Re-encrypt every stored value from {old_key_file} to the current master key? Keep a "
+        "backup of both keys until a `rotate check` passes",
+    )
     count = rewrap(open_store(), load_master_key(old_key_file), load_master_key())
     typer.echo(f"re-encrypted {count} stored value(s) under the current master key")
 
@@ -1121,14 +1220,86 @@ def audit_report(
     typer.echo(f"wrote {out} ({result.summary()})")
 
 
+# ------------------------------------------------------------------------- examples
+S = "BANDOFBAKERS_STRIPE_SECRET_KEY"
+R = "BANDOFBAKERS_RESEND_API_KEY"
+EXAMPLES: dict[str, list[str]] = {
+    "init": ["rotate init"],
+    "check": ["rotate check -i /etc/rotator/inventory.toml", "rotate check --offline"],
+    "import": [
+        f"rotate import {R} --ref <key id>",
+        "rotate import GOOGLE_CLIENT_SECRET --env staging --ref <secret id> < value.txt",
+    ],
+    "status": ["rotate status", "rotate status --json"],
+    "run": ["rotate run", "rotate run --no-delay --quiet", "rotate run --dry-run"],
+    "plan": ["rotate plan", "rotate plan --at 2027-03-10T02:30"],
+    "emergency": [
+        f'rotate emergency {S} --reason "key pasted in a public issue"',
+        'rotate emergency --provider resend --reason "team account leaked" --yes',
+    ],
+    "supply": [f"rotate supply {S}", "rotate supply GOOGLE_CLIENT_SECRET --env staging < new.txt"],
+    "confirm": [f"rotate confirm {S} --step revoke"],
+    "approve": [f'rotate approve {R} --note "change CHG-123 approved"'],
+    "review": [f'rotate review {R} --note "old key refused; logs clean"'],
+    "rollback": [
+        f'rotate rollback {R} --reason "checkout errors after promote"',
+        f'rotate rollback {R} --reason "..." --yes',
+    ],
+    "abort": [f'rotate abort {R} --reason "wrong key supplied"'],
+    "resume": [f"rotate resume {R}"],
+    "show": [f"rotate show {R}", "rotate show GOOGLE_CLIENT_SECRET --env staging --json"],
+    "calendar": ["rotate calendar", "rotate calendar --year 2027 --json"],
+    "providers": ["rotate providers", "rotate providers --json"],
+    "metrics": ["rotate metrics", "rotate metrics --out /var/lib/node_exporter/rotator.prom"],
+    "demo": ["rotate demo", "rotate demo --fast"],
+    "db upgrade": ["rotate db upgrade"],
+    "keys rewrap": ["rotate keys rewrap --old-key-file /root/old-master.key"],
+    "audit log": [f"rotate audit log --secret {R} --since 2027-01-01"],
+    "audit export": ["rotate audit export trail.jsonl"],
+    "audit verify": ["rotate audit verify", "rotate audit verify trail.jsonl --public-key k.pem"],
+    "audit hash": ["rotate audit hash < suspect.txt"],
+    "audit report": ["rotate audit report --out report.html"],
+    "sandbox console stripe new-key": [
+        f"rotate sandbox console stripe new-key | rotate supply {S}"
+    ],
+    "sandbox console stripe keys": ["rotate sandbox console stripe keys"],
+    "sandbox console stripe expire": ["rotate sandbox console stripe expire key_123"],
+    "sandbox console stripe expire-old": ["rotate sandbox console stripe expire-old"],
+    "sandbox console google new-secret": [
+        "rotate sandbox console google new-secret --env staging | "
+        "rotate supply GOOGLE_CLIENT_SECRET --env staging"
+    ],
+    "sandbox console google secrets": ["rotate sandbox console google secrets --env staging"],
+    "sandbox console google retire-old": ["rotate sandbox console google retire-old --env staging"],
+}
+"""Shown under each command's help; a test checks every command has some."""
+
+
+def _add_examples(group: typer.Typer, prefix: str = "") -> None:
+    for info in group.registered_commands:
+        name = info.name or (info.callback.__name__.rstrip("_") if info.callback else "")
+        examples = EXAMPLES.get(f"{prefix}{name}")
+        if examples and info.callback is not None:
+            doc = (info.help or info.callback.__doc__ or "").rstrip()
+            # "\b" keeps click from re-wrapping the example lines into one paragraph.
+            info.help = doc + "\n\n\b\nExamples:\n" + "\n".join(f"  {e}" for e in examples)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _add_examples(sub.typer_instance, f"{prefix}{sub.name} ")
+
+
+_add_examples(app)
+
+
 # ------------------------------------------------------------------------- entry point
 def main() -> NoReturn:
     """Run the CLI; turn errors into one clear line and a documented exit code."""
     _no_core_dumps()
+    _take_quiet()
     try:
         # Without standalone mode click returns the exit code of `typer.Exit` instead of
         # raising it.
-        code = app(standalone_mode=False)
+        code = app(prog_name="rotate", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except RotatorError as exc:
         _echo_err(f"error: {exc}")
@@ -1166,6 +1337,20 @@ def main() -> NoReturn:
         where = _write_traceback(exc)
         _echo_err(f"internal error: {type(exc).__name__}; the traceback (no values) is in {where}")
         sys.exit(EXIT_INTERNAL)
+
+
+def _take_quiet() -> None:
+    """Honour `--quiet`/`-q` wherever it is on the line (every command has it)."""
+    global QUIET
+    args = sys.argv[1:]
+    end = args.index("--") if "--" in args else len(args)
+    flags = [i for i, a in enumerate(args[:end]) if a in ("--quiet", "-q")]
+    if not flags:
+        return
+    QUIET = True
+    sys.argv[1:] = [a for i, a in enumerate(args) if i not in flags]
+    if "--json" not in args and not any(a in ("--help", "-h") for a in args):
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
 
 
 def _no_core_dumps() -> None:

@@ -147,6 +147,9 @@ def startup_delay(
         return 0.0
     delay = rng() * max_seconds
     if say is not None:
-        say(f"waiting {delay:.0f} s before starting (random delay; {NO_DELAY_ENV}=1 skips it)")
+        say(
+            f"waiting {delay:.0f} s before starting (a random delay so that many hosts do not "
+            f"call the providers at once; --no-delay or {NO_DELAY_ENV}=1 skips it)"
+        )
     sleep(delay)
     return delay
