@@ -164,7 +164,9 @@ def _read_value(prompt: str) -> Secret:
             import getpass
 
             return read_secret_input(getpass.getpass(f"{prompt} (input hidden): "))
-        return read_secret_input(sys.stdin.read())
+        # Bytes, decoded strictly: under a C locale Python would smuggle bad bytes through
+        # as surrogates, and they would fail far from here.
+        return read_secret_input(sys.stdin.buffer.read().decode("utf-8"))
     except UnicodeDecodeError:
         raise BadInputError(
             "the value read is not UTF-8 text; paste the credential itself (a credential is "
