@@ -702,13 +702,17 @@ def demo(
     """Run a year of rotations against the built-in sandbox and verify the audit trail."""
     from datetime import date
 
-    from rotator.demo import run_demo, summary
+    from rotator.demo import next_steps, run_demo, summary, summary_table
 
     if fast:
         result = run_demo(end=date(2027, 4, 30), emergency_on=date(2027, 2, 10), faults=faults)
     else:
         result = run_demo(faults=faults)
     typer.echo(summary(result))
+    typer.echo("\n" + summary_table(result))
+    steps = next_steps(result)
+    if steps:
+        typer.echo("\n" + steps)
     if not (result.verified and result.production_health_ok):
         raise typer.Exit(1)
 
