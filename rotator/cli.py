@@ -192,11 +192,15 @@ def _outcomes(outcomes: list[Outcome], as_json: bool) -> int:
 
 # ------------------------------------------------------------------------- setup
 @app.command()
-def init() -> None:
+def init(as_json: JsonOpt = False) -> None:
     """Write a new master key, audit signing key and fingerprint key (0600); never overwrite."""
     from rotator.keys import init_keys
 
-    for path in init_keys():
+    written = init_keys()
+    if as_json:
+        _json({"written": [str(p) for p in written]})
+        return
+    for path in written:
         typer.echo(f"wrote {path}")
     typer.echo("Back up the master key somewhere safe: without it no stored value can be read.")
 
@@ -207,16 +211,30 @@ def check(
     offline: Annotated[
         bool, typer.Option("--offline", help="Only validate the file; do not look for credentials.")
     ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Validate the inventory and (unless --offline) that every credential the tool needs exists."""
+    from dataclasses import asdict
+
     rt = _runtime(inventory)
     inv = rt.inventory
-    typer.echo(
-        f"inventory {inv.path}: {len(inv.environments)} environment(s), "
-        f"{len(inv.secrets)} secret(s): valid"
-    )
-    typer.echo(inv.network.describe())
+    report: dict[str, Any] = {
+        "inventory": str(inv.path),
+        "environments": len(inv.environments),
+        "secrets": len(inv.secrets),
+        "valid": True,
+        "network": asdict(inv.network),
+        "problems": [],
+    }
+    if not as_json:
+        typer.echo(
+            f"inventory {inv.path}: {len(inv.environments)} environment(s), "
+            f"{len(inv.secrets)} secret(s): valid"
+        )
+        typer.echo(inv.network.describe())
     if offline:
+        if as_json:
+            _json(report)
         return
     from rotator.errors import KeyMaterialError
     from rotator.keys import load_audit_key, load_fingerprint_key, load_master_key
@@ -228,7 +246,11 @@ def check(
             loader()
         except KeyMaterialError as exc:
             key_problems.append(exc)
-    for p in [*problems, *map(str, key_problems)]:
+    report["problems"] = [*problems, *map(str, key_problems)]
+    if as_json and report["problems"]:
+        report["valid"] = False
+        _json(report)
+    for p in report["problems"]:
         _echo_err(f"  - {p}")
     if key_problems:
         # The same code every other command gives for the same key (5), not 2.
@@ -240,6 +262,9 @@ def check(
     from rotator.rewrap import check_key_ids
 
     stored = check_key_ids(rt.store, rt.master_key)
+    if as_json:
+        _json({**report, "stored_values": stored, "master_key_id": rt.master_key.key_id})
+        return
     typer.echo(
         f"credentials and keys: present; {stored} stored value(s) under master key "
         f"{rt.master_key.key_id}"
@@ -257,6 +282,7 @@ def import_(
         typer.Option("--ref", help="The provider's id of this credential (not the value)."),
     ] = None,
     inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Record the value in use today as current (read from a hidden prompt or stdin)."""
     from rotator.commands import import_value
@@ -265,6 +291,9 @@ def import_(
     unit = engine.unit(secret, env)
     value = _read_value(f"current value of {unit.label}")
     vid = import_value(engine, unit, value, ref)
+    if as_json:
+        _json({"secret": unit.spec.name, "environment": _env_of(unit), "version": vid})
+        return
     typer.echo(f"{unit.label}: recorded as current (version {vid})")
 
 
@@ -438,6 +467,10 @@ def emergency(
     raise typer.Exit(code)
 
 
+def _env_of(unit: Any) -> str | None:
+    return None if unit.scope_env == "shared" else str(unit.scope_env)
+
+
 def _confirm(yes: bool, question: str) -> None:
     """Ask on a terminal unless --yes; scripts (no terminal) pass --yes or are not asked."""
     if not yes and sys.stdin.isatty():
@@ -499,12 +532,17 @@ def approve(
     env: EnvOpt = None,
     note: Annotated[str, typer.Option("--note", help="Why it is approved.")] = "",
     inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Record the stakeholder approval that promotion to production needs."""
     from rotator.commands import approve as approve_rotation
 
     engine = _engine(inventory)
-    rid = approve_rotation(engine, engine.unit(secret, env), note)
+    unit = engine.unit(secret, env)
+    rid = approve_rotation(engine, unit, note)
+    if as_json:
+        _json({"secret": unit.spec.name, "environment": _env_of(unit), "rotation": rid})
+        return
     typer.echo(f"approved rotation {rid}")
 
 
@@ -516,12 +554,17 @@ def review(
     note: Annotated[str, typer.Option("--note", help="What the security review checked.")],
     env: EnvOpt = None,
     inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Record the security review that completes a quarterly cycle."""
     from rotator.commands import review as review_rotation
 
     engine = _engine(inventory)
-    rid = review_rotation(engine, engine.unit(secret, env), note)
+    unit = engine.unit(secret, env)
+    rid = review_rotation(engine, unit, note)
+    if as_json:
+        _json({"secret": unit.spec.name, "environment": _env_of(unit), "rotation": rid})
+        return
     typer.echo(f"reviewed; rotation {rid} completed")
 
 
@@ -534,6 +577,7 @@ def rollback(
     env: EnvOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Before revoke: put the previous value back everywhere and revoke the new one."""
     from rotator.commands import rollback as do_rollback
@@ -546,6 +590,9 @@ def rollback(
         "new credential?",
     )
     outcome = do_rollback(engine, unit, reason)
+    if as_json:
+        _json([outcome.__dict__])
+        return
     typer.echo(f"{outcome.unit}: rolled back")
 
 
@@ -559,6 +606,7 @@ def abort(
     env: EnvOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Before promote: put staging back and revoke the pending credential."""
     from rotator.commands import rollback as do_rollback
@@ -567,6 +615,9 @@ def abort(
     unit = engine.unit(secret, env)
     _confirm(yes, f"Abandon the rotation of {unit.label}: put staging back and revoke the new one?")
     outcome = do_rollback(engine, unit, reason, abort=True)
+    if as_json:
+        _json([outcome.__dict__])
+        return
     typer.echo(f"{outcome.unit}: aborted")
 
 
@@ -972,12 +1023,15 @@ def console_google_retire_old(
 
 # ------------------------------------------------------------------------- db and keys
 @db_app.command("upgrade")
-def db_upgrade() -> None:
+def db_upgrade(as_json: JsonOpt = False) -> None:
     """Bring the database schema up to date (take a backup first)."""
     from rotator.store.db import SCHEMA_REVISION, create, database_url, redacted, upgrade
 
     url = database_url()
     upgrade(create(url))
+    if as_json:
+        _json({"database": redacted(url), "schema": SCHEMA_REVISION})
+        return
     typer.echo(f"{redacted(url)}: schema at {SCHEMA_REVISION}")
 
 
@@ -987,6 +1041,7 @@ def keys_rewrap(
         Path,
         typer.Option("--old-key-file", help="The master key the values are encrypted under now."),
     ],
+    as_json: JsonOpt = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Re-encrypt every stored value under the current master key, in one transaction."""
@@ -999,7 +1054,11 @@ def keys_rewrap(
         f"Re-encrypt every stored value from {old_key_file} to the current master key? Keep a "
         "backup of both keys until a `rotate check` passes",
     )
-    count = rewrap(open_store(), load_master_key(old_key_file), load_master_key())
+    new_key = load_master_key()
+    count = rewrap(open_store(), load_master_key(old_key_file), new_key)
+    if as_json:
+        _json({"rewrapped": count, "master_key_id": new_key.key_id})
+        return
     typer.echo(f"re-encrypted {count} stored value(s) under the current master key")
 
 
