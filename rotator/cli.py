@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -174,13 +174,18 @@ def _read_value(prompt: str) -> Secret:
         ) from None
 
 
-def _outcomes(outcomes: list[Outcome], as_json: bool) -> int:
+def _outcomes(outcomes: list[Outcome], as_json: bool, tz: tzinfo | None = None) -> int:
+    """Print outcomes (times in `tz`, the inventory's zone; UTC in JSON); return the code."""
     if as_json:
         _json([o.__dict__ for o in outcomes])
     else:
         for o in outcomes:
             steps = ", ".join(o.steps) if o.steps else "-"
-            until = f" until {o.until.isoformat()}" if o.until else ""
+            until = ""
+            if o.until and tz is not None:
+                until = f" until {o.until.astimezone(tz):%Y-%m-%d %H:%M %Z}"
+            elif o.until:
+                until = f" until {o.until.isoformat()}"
             typer.echo(f"{o.unit:<50} {o.status:<8} {steps:<28} {o.message}{until}")
         counts: dict[str, int] = {}
         for o in outcomes:
@@ -355,7 +360,7 @@ def run(
         # One line on stderr, even under cron: a silent sleep of minutes looks like a hang.
         startup_delay(0 if no_delay else 300.0, say=None if QUIET else _echo_err)
         engine = _engine(inventory)
-        code = _outcomes(engine.run(), as_json)
+        code = _outcomes(engine.run(), as_json, engine.rt.inventory.tz)
         if code == 0:
             from rotator.metrics import record_successful_run
 
@@ -442,7 +447,13 @@ def emergency(
                 abort=True,
             )
         engine.rt.progress = _progress_line(engine.rt)
-        raise typer.Exit(_outcomes(emergency_many(engine, units, reason, workers=workers), as_json))
+        raise typer.Exit(
+            _outcomes(
+                emergency_many(engine, units, reason, workers=workers),
+                as_json,
+                engine.rt.inventory.tz,
+            )
+        )
     if every or provider or in_env:
         raise BadInputError("name one SECRET, or select with --all/--provider/--in-env; not both")
     unit = engine.unit(secret, env)
@@ -456,7 +467,7 @@ def emergency(
         _echo_err(f"emergency {rotation} for {unit.label}: assessed")
     outcome = drive(engine, rotation)
     engine.checkpoint()
-    code = _outcomes([outcome], as_json)
+    code = _outcomes([outcome], as_json, engine.rt.inventory.tz)
     if outcome.status == "person":
         _show_instruction(engine, unit)
     if outcome.status == "claimed":
@@ -502,7 +513,9 @@ def supply(
     engine = _engine(inventory)
     unit = engine.unit(secret, env)
     value = _read_value(f"new value of {unit.label}")
-    raise typer.Exit(_outcomes([supply_value(engine, unit, value)], as_json))
+    raise typer.Exit(
+        _outcomes([supply_value(engine, unit, value)], as_json, engine.rt.inventory.tz)
+    )
 
 
 @app.command()
@@ -520,7 +533,8 @@ def confirm(
     from rotator.commands import confirm as confirm_step
 
     engine = _engine(inventory)
-    raise typer.Exit(_outcomes([confirm_step(engine, engine.unit(secret, env), step)], as_json))
+    outcome = confirm_step(engine, engine.unit(secret, env), step)
+    raise typer.Exit(_outcomes([outcome], as_json, engine.rt.inventory.tz))
 
 
 @app.command()
@@ -634,7 +648,8 @@ def resume(
     from rotator.commands import resume as resume_rotation
 
     engine = _engine(inventory)
-    raise typer.Exit(_outcomes([resume_rotation(engine, engine.unit(secret, env))], as_json))
+    outcome = resume_rotation(engine, engine.unit(secret, env))
+    raise typer.Exit(_outcomes([outcome], as_json, engine.rt.inventory.tz))
 
 
 @app.command()
