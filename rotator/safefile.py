@@ -19,7 +19,9 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from rotator.errors import OutputFileError, RotatorError, StateFileError, UnsafePathError
 
@@ -27,6 +29,7 @@ __all__ = [
     "check_private_dir",
     "ensure_private_dir",
     "open_private",
+    "replacing",
     "write_output",
     "write_private",
 ]
@@ -189,3 +192,45 @@ def write_output(path: Path | str, data: bytes | str, mode: int = 0o600) -> Path
             "space (nothing was written)"
         ) from None
     return target
+
+
+@contextlib.contextmanager
+def replacing(path: Path | str, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces `path` (by rename) when the block ends without error.
+
+    For output too large to hold in memory (an audit export). On an error the temporary
+    file is removed and `path` is left as it was. A file that cannot be created or
+    written raises `OutputFileError` (exit 2) naming `path`.
+    """
+    target = Path(path)
+    temp = target.parent / f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    try:
+        fd = os.open(
+            temp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+            0o600,
+        )
+    except OSError as exc:
+        raise OutputFileError(
+            f"cannot write {target}: {exc.strerror}; choose a writable directory"
+        ) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        if mode != 0o600:
+            os.chmod(temp, mode)
+        os.replace(temp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise OutputFileError(
+            f"cannot write {target}: {exc.strerror}; free space or choose another directory "
+            "(nothing was written)"
+        ) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    _fsync_directory(target.parent)
