@@ -59,6 +59,16 @@ def check_private_dir(path: Path, what: str = "state directory") -> None:
     """Refuse `path` unless it is a directory owned by this user that no one else can write."""
     try:
         st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            # A link of ours or root's (/var/lib/rotator -> /data/rotator) is a choice an
+            # administrator made; one another user made is refused like their directory.
+            if st.st_uid not in (os.geteuid(), 0):
+                raise UnsafePathError(
+                    f"the {what} {path} is a symbolic link owned by uid {st.st_uid}; another "
+                    "user could point it anywhere. Remove it, or set ROTATOR_HOME to a "
+                    "directory of your own"
+                )
+            st = os.stat(path)
     except FileNotFoundError:
         return
     _refuse_unsafe(path, st, what)

@@ -64,3 +64,20 @@ def test_ensure_private_dir_names_what_it_cannot_create(tmp_path: Path) -> None:
     with pytest.raises(StateFileError, match="cannot create the state directory"):
         ensure_private_dir(blocker / "state")
     assert not os.path.exists(blocker / "state")
+
+
+def test_a_state_directory_reached_by_our_own_link_is_accepted(tmp_path: Path) -> None:
+    real = ensure_private_dir(tmp_path / "data")
+    (tmp_path / "home").symlink_to(real)
+    assert ensure_private_dir(tmp_path / "home") == tmp_path / "home"
+    write_private(tmp_path / "home" / "x", "ok")
+    assert (real / "x").read_text() == "ok"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_a_state_directory_link_of_another_user_is_refused(tmp_path: Path) -> None:
+    real = ensure_private_dir(tmp_path / "data")
+    (tmp_path / "home").symlink_to(real)
+    os.lchown(tmp_path / "home", 65534, 65534)
+    with pytest.raises(UnsafePathError, match="symbolic link owned by uid 65534"):
+        ensure_private_dir(tmp_path / "home")
