@@ -108,3 +108,27 @@ def test_sandbox_workdir_that_cannot_be_written_names_it(tmp_path: Path) -> None
     assert done.returncode == 2, done.stderr
     assert str(blocker / "sub") in done.stderr and "--workdir" in done.stderr
     assert "internal error" not in done.stderr
+
+
+def test_an_emergency_without_a_channel_does_not_claim_it_notified(
+    sandbox: tuple[dict[str, str], list[str]], tmp_path: Path
+) -> None:
+    seen, _ = sandbox
+    env = {
+        "ROTATOR_HOME": str(tmp_path / "state"),
+        "ROTATOR_INVENTORY": seen["inventory"],
+        "ROTATOR_SANDBOX_CLOUDFLARE_TOKEN": seen["token"],
+        "ROTATOR_PROGRESS": "1",
+    }
+    assert "channels = []" in Path(seen["inventory"]).read_text()
+    assert rotate("init", env=env).returncode == 0
+    values = Path(seen["inventory"]).parent / "seeded-values.txt"
+    for line in values.read_text().splitlines():
+        label, ref, value = line.split("\t")
+        if label == "BANDOFBAKERS_RESEND_API_KEY":
+            done = rotate("import", label, "--ref", ref, input=value, env=env)
+            assert done.returncode == 0, done.stderr
+    done = rotate("emergency", "BANDOFBAKERS_RESEND_API_KEY", "--reason", "drill", "--yes", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "notify ok" not in done.stderr
+    assert "notify skipped (no channel" in done.stderr
