@@ -784,7 +784,9 @@ def demo(
 
 
 sandbox_app = typer.Typer(
-    help="Run the provider emulator alone, and act in it as the person (its consoles).",
+    help="Run the provider emulator alone (without a command), and act in it as the person "
+    "(`console`).\n\n\b\nExamples:\n  rotate sandbox --port 8787 --workdir /tmp/sb\n"
+    "  rotate sandbox console stripe new-key | rotate supply BANDOFBAKERS_STRIPE_SECRET_KEY",
     invoke_without_command=True,
 )
 app.add_typer(sandbox_app, name="sandbox")
@@ -824,14 +826,7 @@ def sandbox(
         Path, typer.Option("--workdir", help="Where to write the inventory and key file.")
     ] = Path("rotator-sandbox"),
 ) -> None:
-    """Run the sandbox standalone and print how to point rotator at it.
-
-    Examples:
-
-      rotate sandbox --port 8787 --workdir /tmp/sb
-
-      rotate sandbox console stripe new-key | rotate supply BANDOFBAKERS_STRIPE_SECRET_KEY
-    """
+    """Run the sandbox standalone and print how to point rotator at it."""
     if ctx.invoked_subcommand is not None:
         return
     import signal
