@@ -96,6 +96,7 @@ class DemoResult:
     seconds: float
     workdir: Path | None = None
     emergencies_by_secret: dict[str, int] = field(default_factory=dict)
+    days: int = 0
 
 
 @contextmanager
@@ -293,6 +294,7 @@ def _walk(
         seconds=time.monotonic() - started,
         workdir=inventory_file.parent.parent,
         emergencies_by_secret={emergency_secret: emergencies} if emergencies else {},
+        days=(end - start).days + 1,
     )
 
 
@@ -397,7 +399,8 @@ def summary(result: DemoResult) -> str:
         for k, v in sorted(result.cycles_completed.items())
     )
     return (
-        f"\nIn {result.seconds:.1f} s the demo walked a year of daily cron runs against the "
+        f"\nIn {result.seconds:.1f} s the demo walked "
+        f"{f'{result.days} days' if result.days else 'a year'} of daily cron runs against the "
         f"sandbox over real HTTP. Quarterly cycles completed per secret: {cycles}. "
         f"{result.emergencies} emergency rotation(s) ran in the middle of a cycle. Production "
         f"health was checked {result.health_checks} times by the sandbox and was "
