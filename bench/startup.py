@@ -23,7 +23,17 @@ from bench.common import (
 
 HELP_GOAL = 0.15
 STATUS_GOAL = 0.6
-HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "httpx", "cryptography", "psycopg", "typer", "rich")
+HEAVY = (
+    "sqlalchemy",
+    "sqlmodel",
+    "pydantic",
+    "alembic",
+    "httpx",
+    "cryptography",
+    "psycopg",
+    "typer",
+    "rich",
+)
 PEERS = {"certbot": ("certbot --version", 0.5), "aws": ("aws --version", 0.8)}
 
 _PROBE = """\

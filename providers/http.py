@@ -288,3 +288,123 @@ class HttpClient:
             return
         with limit:
             yield
+
+
+# ------------------------------------------------------------------ client construction
+DEFAULT_CALL_DEADLINE = 60.0
+"""Seconds one HTTP exchange may take from sending to the last byte of the answer."""
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+"""The largest answer read; every provider answer we use is a few kilobytes."""
+
+
+class ResponseTooLarge(httpx.ReadError):
+    """The answer exceeded the size cap; reading stopped (a transport error, not a body)."""
+
+
+class DeadlineExceeded(httpx.ReadTimeout):
+    """The exchange took longer than its overall deadline (a provider trickling bytes)."""
+
+
+class _BoundedStream(httpx.SyncByteStream):
+    def __init__(
+        self, inner: httpx.SyncByteStream, deadline: float, cap: int, clock: Callable[[], float]
+    ) -> None:
+        self._inner = inner
+        self._deadline = deadline
+        self._cap = cap
+        self._clock = clock
+
+    def __iter__(self) -> Iterator[bytes]:
+        seen = 0
+        for chunk in self._inner:
+            seen += len(chunk)
+            if seen > self._cap:
+                raise ResponseTooLarge(f"answer larger than {self._cap} bytes")
+            if self._clock() > self._deadline:
+                raise DeadlineExceeded("answer not complete within the call deadline")
+            yield chunk
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class BoundedTransport(httpx.BaseTransport):
+    """Wrap a transport so every exchange ends by a deadline and reads at most `cap` bytes.
+
+    httpx's timeouts bound each socket operation, so a server sending one byte every few
+    seconds is never timed out; this bounds the whole exchange. The check runs as each
+    chunk arrives, so the longest exchange is the deadline plus one read timeout.
+    """
+
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        *,
+        deadline: float = DEFAULT_CALL_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.inner = inner
+        self.deadline = deadline
+        self.max_response_bytes = max_response_bytes
+        self.clock = clock
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        until = self.clock() + self.deadline
+        response = self.inner.handle_request(request)
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_response_bytes:
+            response.close()
+            raise ResponseTooLarge(
+                f"answer of {declared} bytes is larger than {self.max_response_bytes}",
+                request=request,
+            )
+        if self.clock() > until:
+            response.close()
+            raise DeadlineExceeded("no answer within the call deadline", request=request)
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        response.stream = _BoundedStream(
+            response.stream, until, self.max_response_bytes, self.clock
+        )
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def build_client(
+    *,
+    transport: httpx.BaseTransport | None = None,
+    user_agent: str,
+    proxy: str | None = None,
+    ca_bundle: str | None = None,
+    trust_environment: bool = False,
+    deadline: float = DEFAULT_CALL_DEADLINE,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+) -> httpx.Client:
+    """Build the one `httpx.Client` every provider and target call goes through.
+
+    The environment (`HTTP_PROXY`, `HTTPS_PROXY`, `SSL_CERT_FILE`, `.netrc`) is ignored
+    unless `trust_environment`: a proxy set for some other program would see the tool's
+    tokens and every new credential. A proxy or CA bundle is used only when the inventory
+    names it (`[network]`). `transport` replaces the network (tests, the sandbox).
+    """
+    inner = transport
+    if inner is None:
+        import os
+        import ssl
+
+        if trust_environment:
+            proxy = proxy or os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+            ca_bundle = ca_bundle or os.environ.get("SSL_CERT_FILE")
+        verify: ssl.SSLContext | bool = True
+        if ca_bundle:
+            verify = ssl.create_default_context(cafile=ca_bundle)
+        inner = httpx.HTTPTransport(verify=verify, proxy=proxy or None, trust_env=False)
+    return httpx.Client(
+        timeout=httpx.Timeout(20.0, connect=5.0),
+        transport=BoundedTransport(inner, deadline=deadline, max_response_bytes=max_response_bytes),
+        headers={"User-Agent": user_agent},
+        follow_redirects=False,
+        trust_env=trust_environment,
+    )

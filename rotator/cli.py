@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -62,6 +63,21 @@ EnvOpt = Annotated[
 ]
 
 
+def _complete_secret(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Offer the inventory's secret names (shell completion); parse the TOML, nothing more."""
+    import tomllib
+
+    from rotator.paths import inventory_path
+
+    explicit = ctx.params.get("inventory") if ctx is not None else None
+    try:
+        with open(inventory_path(explicit), "rb") as fh:
+            names = list((tomllib.load(fh).get("secrets") or {}).keys())
+    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+        return []
+    return sorted(n for n in names if n.lower().startswith(incomplete.lower()))
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"rotate {__version__}")
@@ -74,6 +90,15 @@ def _main(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Print nothing but errors (and --json output); the exit code says the rest. "
+            "Accepted anywhere on the line, e.g. `rotate run --quiet`.",
+        ),
+    ] = False,
 ) -> None:
     """Rotate third-party credentials on a schedule and in emergencies."""
 
@@ -83,9 +108,21 @@ def _echo_err(text: str) -> None:
     typer.echo(text, err=True)
 
 
-def _progress(line: str) -> None:
-    if sys.stderr.isatty() or os.environ.get("ROTATOR_PROGRESS") == "1":
+QUIET = False
+"""Set by `--quiet`: no report on stdout (except `--json`), no progress; errors still shown."""
+
+
+def _progress_line(rt: Runtime) -> Callable[[str], None]:
+    """Return a progress printer that does not claim a notification nobody could receive."""
+
+    def say(line: str) -> None:
+        if QUIET:
+            return
+        if line.endswith(": notify ok") and not rt.inventory.notifications:
+            line = line[: -len("ok")] + "skipped (no channel in the inventory's [notifications])"
         _echo_err(f"  … {line}")
+
+    return say
 
 
 def _runtime(inventory: str | None, *, progress: bool = True) -> Runtime:
@@ -93,10 +130,17 @@ def _runtime(inventory: str | None, *, progress: bool = True) -> Runtime:
     from rotator.paths import inventory_path
     from rotator.runtime import Runtime
 
-    return Runtime(
-        inventory=inv.load(inventory_path(inventory)),
-        progress=_progress if progress else (lambda _l: None),
-    )
+    rt = Runtime(inventory=inv.load(inventory_path(inventory)))
+    if progress:
+        printer = _progress_line(rt)
+        rt.progress = lambda line: _on_terminal(printer, line)
+    return rt
+
+
+def _on_terminal(printer: Callable[[str], None], line: str) -> None:
+    # Progress is for a person watching; cron's log gets the summary (or ROTATOR_PROGRESS=1).
+    if sys.stderr.isatty() or os.environ.get("ROTATOR_PROGRESS") == "1":
+        printer(line)
 
 
 def _engine(inventory: str | None) -> Engine:
@@ -115,20 +159,33 @@ def _read_value(prompt: str) -> Secret:
     """Read a value from a hidden prompt, or stdin when piped; never from argv."""
     from rotator.secret import read_secret_input
 
-    if sys.stdin.isatty():
-        import getpass
+    try:
+        if sys.stdin.isatty():
+            import getpass
 
-        return read_secret_input(getpass.getpass(f"{prompt} (input hidden): "))
-    return read_secret_input(sys.stdin.read())
+            return read_secret_input(getpass.getpass(f"{prompt} (input hidden): "))
+        # Bytes, decoded strictly: under a C locale Python would smuggle bad bytes through
+        # as surrogates, and they would fail far from here.
+        return read_secret_input(sys.stdin.buffer.read().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadInputError(
+            "the value read is not UTF-8 text; paste the credential itself (a credential is "
+            "text), not a file's bytes"
+        ) from None
 
 
-def _outcomes(outcomes: list[Outcome], as_json: bool) -> int:
+def _outcomes(outcomes: list[Outcome], as_json: bool, tz: tzinfo | None = None) -> int:
+    """Print outcomes (times in `tz`, the inventory's zone; UTC in JSON); return the code."""
     if as_json:
         _json([o.__dict__ for o in outcomes])
     else:
         for o in outcomes:
             steps = ", ".join(o.steps) if o.steps else "-"
-            until = f" until {o.until.isoformat()}" if o.until else ""
+            until = ""
+            if o.until and tz is not None:
+                until = f" until {o.until.astimezone(tz):%Y-%m-%d %H:%M %Z}"
+            elif o.until:
+                until = f" until {o.until.isoformat()}"
             typer.echo(f"{o.unit:<50} {o.status:<8} {steps:<28} {o.message}{until}")
         counts: dict[str, int] = {}
         for o in outcomes:
@@ -140,11 +197,15 @@ def _outcomes(outcomes: list[Outcome], as_json: bool) -> int:
 
 # ------------------------------------------------------------------------- setup
 @app.command()
-def init() -> None:
+def init(as_json: JsonOpt = False) -> None:
     """Write a new master key, audit signing key and fingerprint key (0600); never overwrite."""
     from rotator.keys import init_keys
 
-    for path in init_keys():
+    written = init_keys()
+    if as_json:
+        _json({"written": [str(p) for p in written]})
+        return
+    for path in written:
         typer.echo(f"wrote {path}")
     typer.echo("Back up the master key somewhere safe: without it no stored value can be read.")
 
@@ -155,31 +216,60 @@ def check(
     offline: Annotated[
         bool, typer.Option("--offline", help="Only validate the file; do not look for credentials.")
     ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Validate the inventory and (unless --offline) that every credential the tool needs exists."""
+    from dataclasses import asdict
+
     rt = _runtime(inventory)
     inv = rt.inventory
-    typer.echo(
-        f"inventory {inv.path}: {len(inv.environments)} environment(s), "
-        f"{len(inv.secrets)} secret(s): valid"
-    )
+    report: dict[str, Any] = {
+        "inventory": str(inv.path),
+        "environments": len(inv.environments),
+        "secrets": len(inv.secrets),
+        "valid": True,
+        "network": asdict(inv.network),
+        "problems": [],
+    }
+    if not as_json:
+        typer.echo(
+            f"inventory {inv.path}: {len(inv.environments)} environment(s), "
+            f"{len(inv.secrets)} secret(s): valid"
+        )
+        typer.echo(inv.network.describe())
     if offline:
+        if as_json:
+            _json(report)
         return
+    from rotator.errors import KeyMaterialError
     from rotator.keys import load_audit_key, load_fingerprint_key, load_master_key
 
     problems = rt.credentials.missing()
+    key_problems: list[KeyMaterialError] = []
     for loader in (load_master_key, load_fingerprint_key, load_audit_key):
         try:
             loader()
-        except RotatorError as exc:
-            problems.append(str(exc))
+        except KeyMaterialError as exc:
+            key_problems.append(exc)
+    report["problems"] = [*problems, *map(str, key_problems)]
+    if as_json and report["problems"]:
+        report["valid"] = False
+        _json(report)
+    for p in report["problems"]:
+        _echo_err(f"  - {p}")
+    if key_problems:
+        # The same code every other command gives for the same key (5), not 2.
+        raise KeyMaterialError(
+            f"{len(problems) + len(key_problems)} credential(s) or key(s) missing or unsafe"
+        )
     if problems:
-        for p in problems:
-            _echo_err(f"  - {p}")
         raise BadInputError(f"{len(problems)} credential(s) or key(s) missing")
     from rotator.rewrap import check_key_ids
 
     stored = check_key_ids(rt.store, rt.master_key)
+    if as_json:
+        _json({**report, "stored_values": stored, "master_key_id": rt.master_key.key_id})
+        return
     typer.echo(
         f"credentials and keys: present; {stored} stored value(s) under master key "
         f"{rt.master_key.key_id}"
@@ -188,13 +278,16 @@ def check(
 
 @app.command("import")
 def import_(
-    secret: Annotated[str, typer.Argument(help="Secret name from the inventory.")],
+    secret: Annotated[
+        str, typer.Argument(help="Secret name from the inventory.", autocompletion=_complete_secret)
+    ],
     env: EnvOpt = None,
     ref: Annotated[
         str | None,
         typer.Option("--ref", help="The provider's id of this credential (not the value)."),
     ] = None,
     inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Record the value in use today as current (read from a hidden prompt or stdin)."""
     from rotator.commands import import_value
@@ -203,6 +296,9 @@ def import_(
     unit = engine.unit(secret, env)
     value = _read_value(f"current value of {unit.label}")
     vid = import_value(engine, unit, value, ref)
+    if as_json:
+        _json({"secret": unit.spec.name, "environment": _env_of(unit), "version": vid})
+        return
     typer.echo(f"{unit.label}: recorded as current (version {vid})")
 
 
@@ -250,6 +346,14 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would run now (same as `rotate plan`).")
     ] = False,
+    no_delay: Annotated[
+        bool,
+        typer.Option(
+            "--no-delay",
+            help="Start at once; without it a run not on a terminal first waits a random "
+            "0-5 minutes (announced on stderr) so many hosts do not hit providers together.",
+        ),
+    ] = False,
 ) -> None:
     """Do every step due now (the cron entry); exits 1 if any secret failed."""
     if dry_run:
@@ -258,9 +362,10 @@ def run(
     from rotator.runlock import RunLock, startup_delay
 
     with RunLock():
-        startup_delay(say=_echo_err if os.environ.get("ROTATOR_PROGRESS") == "1" else None)
+        # One line on stderr, even under cron: a silent sleep of minutes looks like a hang.
+        startup_delay(0 if no_delay else 300.0, say=None if QUIET else _echo_err)
         engine = _engine(inventory)
-        code = _outcomes(engine.run(), as_json)
+        code = _outcomes(engine.run(), as_json, engine.rt.inventory.tz)
         if code == 0:
             from rotator.metrics import record_successful_run
 
@@ -313,7 +418,11 @@ def _parse_at(text: str, engine: Engine) -> datetime:
 @app.command()
 def emergency(
     secret: Annotated[
-        str | None, typer.Argument(help="The compromised secret (or select with --all...).")
+        str | None,
+        typer.Argument(
+            help="The compromised secret (or select with --all...).",
+            autocompletion=_complete_secret,
+        ),
     ] = None,
     reason: Annotated[str, typer.Option("--reason", help="What leaked and how (recorded).")] = "",
     env: EnvOpt = None,
@@ -357,8 +466,14 @@ def emergency(
                 f"Rotate {len(units)} secrets now and revoke their current credentials?",
                 abort=True,
             )
-        engine.rt.progress = lambda line: _echo_err(f"  … {line}")
-        raise typer.Exit(_outcomes(emergency_many(engine, units, reason, workers=workers), as_json))
+        engine.rt.progress = _progress_line(engine.rt)
+        raise typer.Exit(
+            _outcomes(
+                emergency_many(engine, units, reason, workers=workers),
+                as_json,
+                engine.rt.inventory.tz,
+            )
+        )
     if every or provider or in_env:
         raise BadInputError("name one SECRET, or select with --all/--provider/--in-env; not both")
     unit = engine.unit(secret, env)
@@ -366,10 +481,11 @@ def emergency(
         typer.confirm(
             f"Rotate {unit.label} now and revoke every current credential of it?", abort=True
         )
-    engine.rt.progress = lambda line: _echo_err(f"  … {line}")
+    engine.rt.progress = _progress_line(engine.rt)
     try:
         rotation = start_emergency(engine, unit, reason, again=again)
-        _echo_err(f"emergency {rotation} for {unit.label}: assessed")
+        if not QUIET:
+            _echo_err(f"emergency {rotation} for {unit.label}: assessed")
         outcome = drive(engine, rotation)
     except EmergencyFinished as done:
         typer.echo(str(done))
@@ -382,7 +498,7 @@ def emergency(
         )
         raise typer.Exit(130) from None
     engine.checkpoint()
-    code = _outcomes([outcome], as_json)
+    code = _outcomes([outcome], as_json, engine.rt.inventory.tz)
     if outcome.status in ("person", "failed"):
         _show_instruction(engine, unit)
     if outcome.status == "claimed":
@@ -391,6 +507,16 @@ def emergency(
 
         code = ClaimedElsewhereError.exit_code
     raise typer.Exit(code)
+
+
+def _env_of(unit: Any) -> str | None:
+    return None if unit.scope_env == "shared" else str(unit.scope_env)
+
+
+def _confirm(yes: bool, question: str) -> None:
+    """Ask on a terminal unless --yes; scripts (no terminal) pass --yes or are not asked."""
+    if not yes and sys.stdin.isatty():
+        typer.confirm(question, abort=True)
 
 
 def _show_instruction(engine: Engine, unit: Any) -> None:
@@ -405,7 +531,9 @@ def _show_instruction(engine: Engine, unit: Any) -> None:
 
 @app.command()
 def supply(
-    secret: Annotated[str, typer.Argument(help="Secret awaiting a new value.")],
+    secret: Annotated[
+        str, typer.Argument(help="Secret awaiting a new value.", autocompletion=_complete_secret)
+    ],
     env: EnvOpt = None,
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
@@ -416,12 +544,17 @@ def supply(
     engine = _engine(inventory)
     unit = engine.unit(secret, env)
     value = _read_value(f"new value of {unit.label}")
-    raise typer.Exit(_outcomes([supply_value(engine, unit, value)], as_json))
+    raise typer.Exit(
+        _outcomes([supply_value(engine, unit, value)], as_json, engine.rt.inventory.tz)
+    )
 
 
 @app.command()
 def confirm(
-    secret: Annotated[str, typer.Argument(help="Secret whose manual step is done.")],
+    secret: Annotated[
+        str,
+        typer.Argument(help="Secret whose manual step is done.", autocompletion=_complete_secret),
+    ],
     step: Annotated[str, typer.Option("--step", help="The manual step done: revoke.")],
     env: EnvOpt = None,
     inventory: InventoryOpt = None,
@@ -431,72 +564,113 @@ def confirm(
     from rotator.commands import confirm as confirm_step
 
     engine = _engine(inventory)
-    raise typer.Exit(_outcomes([confirm_step(engine, engine.unit(secret, env), step)], as_json))
+    outcome = confirm_step(engine, engine.unit(secret, env), step)
+    raise typer.Exit(_outcomes([outcome], as_json, engine.rt.inventory.tz))
 
 
 @app.command()
 def approve(
-    secret: Annotated[str, typer.Argument(help="Secret whose promotion is approved.")],
+    secret: Annotated[
+        str,
+        typer.Argument(help="Secret whose promotion is approved.", autocompletion=_complete_secret),
+    ],
     env: EnvOpt = None,
     note: Annotated[str, typer.Option("--note", help="Why it is approved.")] = "",
     inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Record the stakeholder approval that promotion to production needs."""
     from rotator.commands import approve as approve_rotation
 
     engine = _engine(inventory)
-    rid = approve_rotation(engine, engine.unit(secret, env), note)
+    unit = engine.unit(secret, env)
+    rid = approve_rotation(engine, unit, note)
+    if as_json:
+        _json({"secret": unit.spec.name, "environment": _env_of(unit), "rotation": rid})
+        return
     typer.echo(f"approved rotation {rid}")
 
 
 @app.command()
 def review(
-    secret: Annotated[str, typer.Argument(help="Secret whose cycle is reviewed.")],
+    secret: Annotated[
+        str, typer.Argument(help="Secret whose cycle is reviewed.", autocompletion=_complete_secret)
+    ],
     note: Annotated[str, typer.Option("--note", help="What the security review checked.")],
     env: EnvOpt = None,
     inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Record the security review that completes a quarterly cycle."""
     from rotator.commands import review as review_rotation
 
     engine = _engine(inventory)
-    rid = review_rotation(engine, engine.unit(secret, env), note)
+    unit = engine.unit(secret, env)
+    rid = review_rotation(engine, unit, note)
+    if as_json:
+        _json({"secret": unit.spec.name, "environment": _env_of(unit), "rotation": rid})
+        return
     typer.echo(f"reviewed; rotation {rid} completed")
 
 
 @app.command()
 def rollback(
-    secret: Annotated[str, typer.Argument(help="Secret to roll back.")],
+    secret: Annotated[
+        str, typer.Argument(help="Secret to roll back.", autocompletion=_complete_secret)
+    ],
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
     env: EnvOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Before revoke: put the previous value back everywhere and revoke the new one."""
     from rotator.commands import rollback as do_rollback
 
     engine = _engine(inventory)
-    outcome = do_rollback(engine, engine.unit(secret, env), reason)
+    unit = engine.unit(secret, env)
+    _confirm(
+        yes,
+        f"Put the previous value of {unit.label} back in every environment and revoke the "
+        "new credential?",
+    )
+    outcome = do_rollback(engine, unit, reason)
+    if as_json:
+        _json([outcome.__dict__])
+        return
     typer.echo(f"{outcome.unit}: rolled back")
 
 
 @app.command()
 def abort(
-    secret: Annotated[str, typer.Argument(help="Secret whose rotation is abandoned.")],
+    secret: Annotated[
+        str,
+        typer.Argument(help="Secret whose rotation is abandoned.", autocompletion=_complete_secret),
+    ],
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
     env: EnvOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Before promote: put staging back and revoke the pending credential."""
     from rotator.commands import rollback as do_rollback
 
     engine = _engine(inventory)
-    outcome = do_rollback(engine, engine.unit(secret, env), reason, abort=True)
+    unit = engine.unit(secret, env)
+    _confirm(yes, f"Abandon the rotation of {unit.label}: put staging back and revoke the new one?")
+    outcome = do_rollback(engine, unit, reason, abort=True)
+    if as_json:
+        _json([outcome.__dict__])
+        return
     typer.echo(f"{outcome.unit}: aborted")
 
 
 @app.command()
 def resume(
-    secret: Annotated[str, typer.Argument(help="Secret whose rotation failed.")],
+    secret: Annotated[
+        str, typer.Argument(help="Secret whose rotation failed.", autocompletion=_complete_secret)
+    ],
     env: EnvOpt = None,
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
@@ -505,12 +679,13 @@ def resume(
     from rotator.commands import resume as resume_rotation
 
     engine = _engine(inventory)
-    raise typer.Exit(_outcomes([resume_rotation(engine, engine.unit(secret, env))], as_json))
+    outcome = resume_rotation(engine, engine.unit(secret, env))
+    raise typer.Exit(_outcomes([outcome], as_json, engine.rt.inventory.tz))
 
 
 @app.command()
 def show(
-    secret: Annotated[str, typer.Argument(help="Secret to show.")],
+    secret: Annotated[str, typer.Argument(help="Secret to show.", autocompletion=_complete_secret)],
     env: EnvOpt = None,
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
@@ -550,7 +725,8 @@ def show(
 @app.command()
 def calendar(
     year: Annotated[
-        int | None, typer.Option("--year", help="Year to show [default: this year].")
+        int | None,
+        typer.Option("--year", help="Year to show [default: this year].", min=1, max=9998),
     ] = None,
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
@@ -568,7 +744,7 @@ def calendar(
         inv.window.end.strftime("%H:%M"),
         inv.time_zone,
     )
-    y = year or clock.now().astimezone(inv.tz).year
+    y = year if year is not None else clock.now().astimezone(inv.tz).year
     if as_json:
         _json(year_as_dict(y, inv.quarter_start_months, inv.tz, window))
     else:
@@ -629,19 +805,56 @@ def demo(
     """Run a year of rotations against the built-in sandbox and verify the audit trail."""
     from datetime import date
 
-    from rotator.demo import run_demo, summary
+    from rotator.demo import next_steps, run_demo, summary, summary_table
 
     if fast:
         result = run_demo(end=date(2027, 4, 30), emergency_on=date(2027, 2, 10), faults=faults)
     else:
         result = run_demo(faults=faults)
     typer.echo(summary(result))
+    typer.echo("\n" + summary_table(result))
+    steps = next_steps(result)
+    if steps:
+        typer.echo("\n" + steps)
     if not (result.verified and result.production_health_ok):
         raise typer.Exit(1)
 
 
-@app.command()
+sandbox_app = typer.Typer(
+    help="Run the provider emulator alone (without a command), and act in it as the person "
+    "(`console`).\n\n\b\nExamples:\n  rotate sandbox --port 8787 --workdir /tmp/sb\n"
+    "  rotate sandbox console stripe new-key | rotate supply BANDOFBAKERS_STRIPE_SECRET_KEY",
+    invoke_without_command=True,
+)
+app.add_typer(sandbox_app, name="sandbox")
+console_app = typer.Typer(
+    help="Do in the running sandbox what a person does in the Stripe Dashboard or the Google "
+    "console. A new value goes to stdout alone, so it pipes into `rotate supply`.",
+    no_args_is_help=True,
+)
+sandbox_app.add_typer(console_app, name="console")
+stripe_console = typer.Typer(help="The Stripe Dashboard's API keys page.", no_args_is_help=True)
+google_console = typer.Typer(
+    help="The Google console's OAuth client secrets.", no_args_is_help=True
+)
+console_app.add_typer(stripe_console, name="stripe")
+console_app.add_typer(google_console, name="google")
+
+SANDBOX_URL_ENV = "ROTATOR_SANDBOX_URL"
+UrlOpt = Annotated[
+    str,
+    typer.Option(
+        "--url",
+        envvar=SANDBOX_URL_ENV,
+        help=f"The running sandbox [default: ${SANDBOX_URL_ENV}, else http://127.0.0.1:8787].",
+        show_default=False,
+    ),
+]
+
+
+@sandbox_app.callback(invoke_without_command=True)
 def sandbox(
+    ctx: typer.Context,
     port: Annotated[
         int, typer.Option("--port", help="Port on 127.0.0.1 (0: any free port).")
     ] = 8787,
@@ -651,52 +864,221 @@ def sandbox(
     ] = Path("rotator-sandbox"),
 ) -> None:
     """Run the sandbox standalone and print how to point rotator at it."""
+    if ctx.invoked_subcommand is not None:
+        return
     import signal
     import threading
 
+    from rotator.errors import OutputFileError
+    from rotator.safefile import ensure_private_dir, write_output
     from rotator.sandbox import Sandbox
     from rotator.sandbox.inventory import sandbox_environment, sandbox_inventory
     from rotator.sandbox.overrides import inventory_overrides
 
+    where = workdir.resolve()
     box = Sandbox(port=port, faults=faults)
     box.start()
-    seeded = box.seed_bandofbakers()
-    inventory_file = sandbox_inventory(box, workdir.resolve(), notify_email=False)
-    values = workdir.resolve() / "seeded-values.txt"
-    fd = os.open(values, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        for label, value in seeded.items():
-            fh.write(f"{label}\t{value.ref}\t{value.value}\n")
-    typer.echo(f"sandbox listening on {box.base_url} (faults: {faults})")
-    typer.echo("inventory overrides that point at it:\n")
-    typer.echo(inventory_overrides(box.base_url))
-    typer.echo(f"a complete inventory: {inventory_file}")
-    typer.echo(f"the seeded values to `rotate import` (0600): {values}")
-    token_file = workdir.resolve() / "cloudflare-token"
-    for name, token in sandbox_environment(box).items():
-        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(token)
-        typer.echo(f'export {name}="$(cat {token_file})"')
-    typer.echo("stop with Ctrl-C")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        try:
+            ensure_private_dir(
+                where, "sandbox work directory", OutputFileError, "or pass --workdir another"
+            )
+            seeded = box.seed_bandofbakers()
+            inventory_file = sandbox_inventory(box, where, notify_email=False)
+            values = where / "seeded-values.txt"
+            write_output(
+                values,
+                "".join(f"{label}\t{v.ref}\t{v.value}\n" for label, v in seeded.items()),
+            )
+            token_file = where / "cloudflare-token"
+            environment = sandbox_environment(box)
+            for token in environment.values():
+                write_output(token_file, token)
+        except OSError as exc:
+            raise OutputFileError(
+                f"cannot write the sandbox's files in {where}: {exc.strerror} "
+                f"({exc.filename or where}); pass --workdir a directory you can write"
+            ) from None
+        typer.echo(f"sandbox listening on {box.base_url} (faults: {faults})")
+        typer.echo("inventory overrides that point at it:\n")
+        typer.echo(inventory_overrides(box.base_url))
+        typer.echo(f"a complete inventory: {inventory_file}")
+        typer.echo(f"the seeded values to `rotate import` (0600): {values}")
+        for name in environment:
+            typer.echo(f'export {name}="$(cat {token_file})"')
+        typer.echo(_sandbox_next_steps(box.base_url, inventory_file, values))
+        typer.echo("stop with Ctrl-C")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        import contextlib
+
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
     finally:
         box.stop()
 
 
+def _sandbox_next_steps(base_url: str, inventory_file: Path, values: Path) -> str:
+    return f"""
+In another shell, import the values in use "today" and act as the person:
+
+  export ROTATOR_INVENTORY={inventory_file} {SANDBOX_URL_ENV}={base_url}
+  rotate init
+  while IFS=$'\\t' read -r label ref value; do
+    secret=${{label%@*}}; env=; [ "$label" != "$secret" ] && env="--env ${{label#*@}}"
+    printf '%s\\n' "$value" | rotate import "$secret" --ref "$ref" $env
+  done < {values}
+  rotate run --no-delay
+  rotate sandbox console stripe new-key | rotate supply BANDOFBAKERS_STRIPE_SECRET_KEY
+  rotate sandbox console google new-secret --env staging | \\
+    rotate supply GOOGLE_CLIENT_SECRET --env staging
+  rotate sandbox console stripe expire-old        # month 4: the person expires the old key
+  rotate confirm BANDOFBAKERS_STRIPE_SECRET_KEY --step revoke
+(`rotate sandbox console --help` lists every console command; docs/operator-guide.md.)"""
+
+
+def _console(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    import httpx
+
+    from rotator.errors import ProviderRefusedError, RetryLaterError
+
+    try:
+        response = httpx.request(method, url.rstrip("/") + path, json=body, timeout=10.0)
+    except httpx.TransportError as exc:
+        raise RetryLaterError(
+            f"no sandbox answers at {url} ({type(exc).__name__}); start `rotate sandbox` or "
+            f"set {SANDBOX_URL_ENV} to the URL it printed"
+        ) from None
+    if response.status_code >= 400:
+        try:
+            why = response.json().get("error", "")
+        except ValueError:
+            why = ""
+        raise ProviderRefusedError(
+            f"the sandbox console refused: {why or 'no reason given'}",
+            provider="sandbox",
+            operation=path,
+            status=response.status_code,
+        )
+    return response.json()
+
+
+_DEFAULT_SANDBOX = "http://127.0.0.1:8787"
+
+
+@stripe_console.command("new-key")
+def console_stripe_new_key(url: UrlOpt = _DEFAULT_SANDBOX) -> None:
+    """Create a live secret key (its value on stdout, its id on stderr).
+
+    Example: rotate sandbox console stripe new-key | rotate supply BANDOFBAKERS_STRIPE_SECRET_KEY
+    """
+    body = _console(url, "POST", "/console/stripe/keys", {"type": "secret", "live": True})
+    _echo_err(f"created Stripe key {body['id']}")
+    typer.echo(body["secret"])
+
+
+@stripe_console.command("keys")
+def console_stripe_keys(url: UrlOpt = _DEFAULT_SANDBOX) -> None:
+    """List the Stripe keys (ids and state; never a value)."""
+    for key in _console(url, "GET", "/console/stripe/keys")["keys"]:
+        typer.echo("  ".join(f"{k}={v}" for k, v in sorted(key.items()) if k != "secret"))
+
+
+@stripe_console.command("expire")
+def console_stripe_expire(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from `keys`).")],
+    url: UrlOpt = _DEFAULT_SANDBOX,
+) -> None:
+    """Expire one Stripe key now, as the Dashboard's "Expire key" does."""
+    _console(url, "POST", f"/console/stripe/keys/{key_id}/expire", {"delay_seconds": 0})
+    typer.echo(f"expired Stripe key {key_id}")
+
+
+@stripe_console.command("expire-old")
+def console_stripe_expire_old(url: UrlOpt = _DEFAULT_SANDBOX) -> None:
+    """Expire every live Stripe secret key but the newest (the month-4 instruction)."""
+    keys = [k for k in _console(url, "GET", "/console/stripe/keys")["keys"] if _live(k)]
+    keys.sort(key=lambda k: str(k.get("created", "")))
+    for key in keys[:-1]:
+        _console(url, "POST", f"/console/stripe/keys/{key['id']}/expire", {"delay_seconds": 0})
+        typer.echo(f"expired Stripe key {key['id']}")
+
+
+def _live(key: dict[str, Any]) -> bool:
+    return key.get("type") == "secret" and bool(key.get("livemode")) and not key.get("expired")
+
+
+def _client_id(inventory: str | None, env: str) -> str:
+    from rotator import inventory as inv_mod
+    from rotator.paths import inventory_path
+
+    inv = inv_mod.load(inventory_path(inventory))
+    inv.environment(env)  # an unknown name: exit 2 with did-you-mean
+    for spec in inv.secrets.values():
+        if spec.provider == "google-oauth":
+            client_id = spec.options_for(env).get("client_id")
+            if client_id:
+                return str(client_id)
+    raise BadInputError(f"no google-oauth secret of the inventory has a client_id for {env!r}")
+
+
+ConsoleEnvOpt = Annotated[
+    str, typer.Option("--env", "-e", help="Environment whose OAuth client to change.")
+]
+
+
+@google_console.command("new-secret")
+def console_google_new_secret(
+    env: ConsoleEnvOpt, inventory: InventoryOpt = None, url: UrlOpt = _DEFAULT_SANDBOX
+) -> None:
+    """Add a client secret to that environment's OAuth client (value on stdout).
+
+    Example: rotate sandbox console google new-secret --env staging |
+    rotate supply GOOGLE_CLIENT_SECRET --env staging
+    """
+    client_id = _client_id(inventory, env)
+    body = _console(url, "POST", f"/console/google/clients/{client_id}/secrets", {})
+    _echo_err(f"added secret {body['id']} to {client_id}")
+    typer.echo(body["client_secret"])
+
+
+@google_console.command("secrets")
+def console_google_secrets(
+    env: ConsoleEnvOpt, inventory: InventoryOpt = None, url: UrlOpt = _DEFAULT_SANDBOX
+) -> None:
+    """List that environment's client secrets (ids and state; never a value)."""
+    client_id = _client_id(inventory, env)
+    for sec in _console(url, "GET", f"/console/google/clients/{client_id}/secrets")["secrets"]:
+        typer.echo("  ".join(f"{k}={v}" for k, v in sorted(sec.items())))
+
+
+@google_console.command("retire-old")
+def console_google_retire_old(
+    env: ConsoleEnvOpt, inventory: InventoryOpt = None, url: UrlOpt = _DEFAULT_SANDBOX
+) -> None:
+    """Disable and delete every client secret but the newest (the month-4 instruction)."""
+    client_id = _client_id(inventory, env)
+    base = f"/console/google/clients/{client_id}/secrets"
+    secrets = _console(url, "GET", base)["secrets"]
+    secrets.sort(key=lambda x: str(x.get("created", "")))
+    for sec in secrets[:-1]:
+        if sec.get("enabled", True):
+            _console(url, "POST", f"{base}/{sec['id']}/disable")
+        _console(url, "DELETE", f"{base}/{sec['id']}")
+        typer.echo(f"disabled and deleted secret {sec['id']} of {client_id}")
+
+
 # ------------------------------------------------------------------------- db and keys
 @db_app.command("upgrade")
-def db_upgrade() -> None:
+def db_upgrade(as_json: JsonOpt = False) -> None:
     """Bring the database schema up to date (take a backup first)."""
     from rotator.store.db import SCHEMA_REVISION, create, database_url, redacted, upgrade
 
     url = database_url()
     upgrade(create(url))
+    if as_json:
+        _json({"database": redacted(url), "schema": SCHEMA_REVISION})
+        return
     typer.echo(f"{redacted(url)}: schema at {SCHEMA_REVISION}")
 
 
@@ -706,13 +1088,24 @@ def keys_rewrap(
         Path,
         typer.Option("--old-key-file", help="The master key the values are encrypted under now."),
     ],
+    as_json: JsonOpt = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Re-encrypt every stored value under the current master key, in one transaction."""
     from rotator.keys import load_master_key
     from rotator.rewrap import rewrap
     from rotator.store.db import open_store
 
-    count = rewrap(open_store(), load_master_key(old_key_file), load_master_key())
+    _confirm(
+        yes,
+        f"Re-encrypt every stored value from {old_key_file} to the current master key? Keep a "
+        "backup of both keys until a `rotate check` passes",
+    )
+    new_key = load_master_key()
+    count = rewrap(open_store(), load_master_key(old_key_file), new_key)
+    if as_json:
+        _json({"rewrapped": count, "master_key_id": new_key.key_id})
+        return
     typer.echo(f"re-encrypted {count} stored value(s) under the current master key")
 
 
@@ -939,13 +1332,86 @@ def audit_report(
     typer.echo(f"wrote {out} ({result.summary()})")
 
 
+# ------------------------------------------------------------------------- examples
+S = "BANDOFBAKERS_STRIPE_SECRET_KEY"
+R = "BANDOFBAKERS_RESEND_API_KEY"
+EXAMPLES: dict[str, list[str]] = {
+    "init": ["rotate init"],
+    "check": ["rotate check -i /etc/rotator/inventory.toml", "rotate check --offline"],
+    "import": [
+        f"rotate import {R} --ref <key id>",
+        "rotate import GOOGLE_CLIENT_SECRET --env staging --ref <secret id> < value.txt",
+    ],
+    "status": ["rotate status", "rotate status --json"],
+    "run": ["rotate run", "rotate run --no-delay --quiet", "rotate run --dry-run"],
+    "plan": ["rotate plan", "rotate plan --at 2027-03-10T02:30"],
+    "emergency": [
+        f'rotate emergency {S} --reason "key pasted in a public issue"',
+        'rotate emergency --provider resend --reason "team account leaked" --yes',
+    ],
+    "supply": [f"rotate supply {S}", "rotate supply GOOGLE_CLIENT_SECRET --env staging < new.txt"],
+    "confirm": [f"rotate confirm {S} --step revoke"],
+    "approve": [f'rotate approve {R} --note "change CHG-123 approved"'],
+    "review": [f'rotate review {R} --note "old key refused; logs clean"'],
+    "rollback": [
+        f'rotate rollback {R} --reason "checkout errors after promote"',
+        f'rotate rollback {R} --reason "..." --yes',
+    ],
+    "abort": [f'rotate abort {R} --reason "wrong key supplied"'],
+    "resume": [f"rotate resume {R}"],
+    "show": [f"rotate show {R}", "rotate show GOOGLE_CLIENT_SECRET --env staging --json"],
+    "calendar": ["rotate calendar", "rotate calendar --year 2027 --json"],
+    "providers": ["rotate providers", "rotate providers --json"],
+    "metrics": ["rotate metrics", "rotate metrics --out /var/lib/node_exporter/rotator.prom"],
+    "demo": ["rotate demo", "rotate demo --fast"],
+    "db upgrade": ["rotate db upgrade"],
+    "keys rewrap": ["rotate keys rewrap --old-key-file /root/old-master.key"],
+    "audit log": [f"rotate audit log --secret {R} --since 2027-01-01"],
+    "audit export": ["rotate audit export trail.jsonl"],
+    "audit verify": ["rotate audit verify", "rotate audit verify trail.jsonl --public-key k.pem"],
+    "audit hash": ["rotate audit hash < suspect.txt"],
+    "audit report": ["rotate audit report --out report.html"],
+    "sandbox console stripe new-key": [
+        f"rotate sandbox console stripe new-key | rotate supply {S}"
+    ],
+    "sandbox console stripe keys": ["rotate sandbox console stripe keys"],
+    "sandbox console stripe expire": ["rotate sandbox console stripe expire key_123"],
+    "sandbox console stripe expire-old": ["rotate sandbox console stripe expire-old"],
+    "sandbox console google new-secret": [
+        "rotate sandbox console google new-secret --env staging | "
+        "rotate supply GOOGLE_CLIENT_SECRET --env staging"
+    ],
+    "sandbox console google secrets": ["rotate sandbox console google secrets --env staging"],
+    "sandbox console google retire-old": ["rotate sandbox console google retire-old --env staging"],
+}
+"""Shown under each command's help; a test checks every command has some."""
+
+
+def _add_examples(group: typer.Typer, prefix: str = "") -> None:
+    for info in group.registered_commands:
+        name = info.name or (info.callback.__name__.rstrip("_") if info.callback else "")
+        examples = EXAMPLES.get(f"{prefix}{name}")
+        if examples and info.callback is not None:
+            doc = (info.help or info.callback.__doc__ or "").rstrip()
+            # "\b" keeps click from re-wrapping the example lines into one paragraph.
+            info.help = doc + "\n\n\b\nExamples:\n" + "\n".join(f"  {e}" for e in examples)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _add_examples(sub.typer_instance, f"{prefix}{sub.name} ")
+
+
+_add_examples(app)
+
+
 # ------------------------------------------------------------------------- entry point
 def main() -> NoReturn:
     """Run the CLI; turn errors into one clear line and a documented exit code."""
+    _no_core_dumps()
+    _take_quiet()
     try:
         # Without standalone mode click returns the exit code of `typer.Exit` instead of
         # raising it.
-        code = app(standalone_mode=False)
+        code = app(prog_name="rotate", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except RotatorError as exc:
         _echo_err(f"error: {exc}")
@@ -968,10 +1434,83 @@ def main() -> NoReturn:
         else:
             _echo_err(f"error: {exc}")
         sys.exit(int(getattr(exc, "exit_code", 2)))
+    except OSError as exc:
+        known = _os_error(exc)
+        if known is None:
+            where = _write_traceback(exc)
+            _echo_err(
+                f"internal error: {type(exc).__name__}; the traceback (no values) is in {where}"
+            )
+            sys.exit(EXIT_INTERNAL)
+        _echo_err(f"error: {known}")
+        sys.exit(known.exit_code)
     except Exception as exc:
+        known = _database_error(exc)
+        if known is not None:
+            _echo_err(f"error: {known}")
+            sys.exit(known.exit_code)
         where = _write_traceback(exc)
         _echo_err(f"internal error: {type(exc).__name__}; the traceback (no values) is in {where}")
         sys.exit(EXIT_INTERNAL)
+
+
+def _take_quiet() -> None:
+    """Honour `--quiet`/`-q` wherever it is on the line (every command has it)."""
+    global QUIET
+    args = sys.argv[1:]
+    end = args.index("--") if "--" in args else len(args)
+    flags = [i for i, a in enumerate(args[:end]) if a in ("--quiet", "-q")]
+    if not flags:
+        return
+    QUIET = True
+    sys.argv[1:] = [a for i, a in enumerate(args) if i not in flags]
+    if "--json" not in args and not any(a in ("--help", "-h") for a in args):
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
+
+
+def _no_core_dumps() -> None:
+    """Set RLIMIT_CORE to 0: a core file would hold the master key and tokens in clear."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):
+        pass  # not on this platform; nothing else to do
+
+
+_FILE_ERRNOS = {"EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "ENOENT", "EISDIR", "ENOTDIR"}
+
+
+def _os_error(exc: OSError) -> RotatorError | None:
+    """Name the file and the fix for an I/O error no command caught (read-only, full disk)."""
+    import errno
+
+    from rotator.errors import StateFileError
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    if name not in _FILE_ERRNOS or not exc.filename:
+        return None
+    return StateFileError(
+        f"cannot use {exc.filename}: {exc.strerror}; make it writable by this user (or "
+        "free disk space) and run the same command again"
+    )
+
+
+def _database_error(exc: Exception) -> RotatorError | None:
+    """Name the database and the fix for an SQLAlchemy `OperationalError` (disk full, I/O)."""
+    if type(exc).__name__ != "OperationalError" or "sqlalchemy" not in type(exc).__module__:
+        return None
+    from rotator.errors import StoreError
+    from rotator.store.db import database_url, redacted
+
+    # The driver's own message only: SQLAlchemy's adds the statement and its parameters.
+    orig = getattr(exc, "orig", None)
+    reason = str(orig).splitlines()[0] if orig is not None and str(orig) else "database error"
+    return StoreError(
+        f"the database {redacted(database_url())} failed: {reason}; nothing more was done. "
+        "Free disk space or make the database writable, then run the same command again "
+        "(every step resumes)"
+    )
 
 
 def _write_traceback(exc: BaseException) -> str:
@@ -979,15 +1518,15 @@ def _write_traceback(exc: BaseException) -> str:
     import traceback
 
     from rotator.paths import state_dir
+    from rotator.safefile import ensure_private_dir, write_private
 
     path = state_dir() / "last-error.log"
+    # Frames only, never exception messages: a library's message may quote a value.
+    frames = "".join(traceback.format_tb(exc.__traceback__))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        # Frames only, never exception messages: a library's message may quote a value.
-        frames = "".join(traceback.format_tb(exc.__traceback__))
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"{type(exc).__name__}\n{frames}")
-    except OSError:
-        return "(could not be written)"
+        ensure_private_dir(path.parent)
+        write_private(path, f"{type(exc).__name__}\n{frames}")
+    except RotatorError as why:
+        # Not written (a link, someone else's directory, a full disk): say so on stderr.
+        return f"(nowhere: {why})"
     return str(path)

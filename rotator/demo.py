@@ -94,6 +94,9 @@ class DemoResult:
     health_checks: int
     events: int
     seconds: float
+    workdir: Path | None = None
+    emergencies_by_secret: dict[str, int] = field(default_factory=dict)
+    days: int = 0
 
 
 @contextmanager
@@ -222,6 +225,7 @@ def _walk(
         if name == "GOOGLE_CLIENT_SECRET":
             person.oauth_secrets.setdefault(value.options["client_id"], []).append(value.ref)
     echo(f"imported {len(seeded)} current values; walking {start} to {end} at 02:30 London\n")
+    echo(LEGEND)
 
     approved: set[str] = set()
     emergencies = 0
@@ -288,6 +292,9 @@ def _walk(
         health_checks=len(history),
         events=events,
         seconds=time.monotonic() - started,
+        workdir=inventory_file.parent.parent,
+        emergencies_by_secret={emergency_secret: emergencies} if emergencies else {},
+        days=(end - start).days + 1,
     )
 
 
@@ -336,6 +343,51 @@ def _person_acts(
     return acted
 
 
+LEGEND = """\
+How to read the lines below (one per thing that happened, in the order it happened):
+  DATE        the simulated day; every day cron runs `rotate run` at 02:30 London
+  SECRET      the credential, with [environment] when it has one value per environment
+  STEP(S)     plan: the quarterly cycle opens; generate: a new credential; stage: it is
+              published to staging; validate: checked a month later; promote: published to
+              production; revoke: the old one is refused; review: a person signs off.
+              "(person)", "(stakeholder)", "(security)": a person did it, as the sandbox's
+              console, as they would in the Stripe Dashboard or Google console
+  OUTCOME     done: the step finished; person: waiting for a person; waiting: for a gate
+"""
+
+
+def summary_table(result: DemoResult) -> str:
+    """Return one row per secret: quarterly cycles completed, superseded, emergencies."""
+    names = sorted(
+        {*result.cycles_completed, *result.cycles_superseded, *result.emergencies_by_secret}
+    )
+    rows = [f"{'SECRET':<46} {'CYCLES DONE':>11} {'SUPERSEDED':>10} {'EMERGENCIES':>11}"]
+    for name in names:
+        rows.append(
+            f"{name:<46} {result.cycles_completed.get(name, 0):>11} "
+            f"{result.cycles_superseded.get(name, 0):>10} "
+            f"{result.emergencies_by_secret.get(name, 0):>11}"
+        )
+    return "\n".join(rows)
+
+
+def next_steps(result: DemoResult) -> str:
+    """Say where the demo's state is and three commands to look at it (no sandbox needed)."""
+    if result.workdir is None:
+        return ""
+    state = result.workdir / "state"
+    inventory = result.workdir / "world" / "inventory.toml"
+    return (
+        f"The demo's state is kept in {state} (database, keys) and its inventory in "
+        f"{inventory}.\nThree things to try next (they read the database; the sandbox "
+        "has stopped):\n"
+        f"  export ROTATOR_HOME={state} ROTATOR_INVENTORY={inventory}\n"
+        "  rotate show BANDOFBAKERS_RESEND_API_KEY       # the emergency, step by step, by whom\n"
+        "  rotate audit log --secret BANDOFBAKERS_STRIPE_SECRET_KEY   # every event of one secret\n"
+        "  rotate audit verify                            # the chain and signed checkpoints"
+    )
+
+
 def summary(result: DemoResult) -> str:
     cycles = ", ".join(
         f"{k}: {v}"
@@ -347,7 +399,8 @@ def summary(result: DemoResult) -> str:
         for k, v in sorted(result.cycles_completed.items())
     )
     return (
-        f"\nIn {result.seconds:.1f} s the demo walked a year of daily cron runs against the "
+        f"\nIn {result.seconds:.1f} s the demo walked "
+        f"{f'{result.days} days' if result.days else 'a year'} of daily cron runs against the "
         f"sandbox over real HTTP. Quarterly cycles completed per secret: {cycles}. "
         f"{result.emergencies} emergency rotation(s) ran in the middle of a cycle. Production "
         f"health was checked {result.health_checks} times by the sandbox and was "

@@ -3,11 +3,14 @@
     RotatorError                        exit 1   something failed
     ├── BadInputError                   exit 2   bad command-line input (unknown name, bad value)
     │   ├── InventoryError              exit 3   the inventory is invalid (all problems listed)
-    │   └── UnknownNameError            exit 2   a secret or environment not in the inventory
+    │   ├── UnknownNameError            exit 2   a secret or environment not in the inventory
+    │   └── OutputFileError             exit 2   a file named on the command line cannot be written
     ├── RefusedError                    exit 4   the command is not allowed now (gate, order)
     ├── KeyMaterialError                exit 5   a key of the tool missing, wrong or unsafe
+    │   └── UnsafePathError             exit 5   state directory, key file or written file unsafe
     ├── StoreError                      exit 6   database unreachable, locked, read-only
-    │   └── SchemaOutOfDateError        exit 6   the schema needs `rotate db upgrade`
+    │   ├── SchemaOutOfDateError        exit 6   the schema needs `rotate db upgrade`
+    │   └── StateFileError              exit 6   a file in the state directory cannot be written
     ├── ProviderError                   exit 7   a provider call failed
     │   ├── RetryLaterError                      transient (429, 5xx, timeout): retried later
     │   ├── NeedsPersonError                     a person must act (instruction attached)
@@ -74,11 +77,29 @@ class KeyMaterialError(RotatorError):
     exit_code = 5
 
 
+class UnsafePathError(KeyMaterialError):
+    """The state directory, a key file or a file to write is another user's, shared or a link."""
+
+    exit_code = 5
+
+
+class OutputFileError(BadInputError):
+    """A file a person named (`--out`, an export, `--workdir`) cannot be written."""
+
+    exit_code = 2
+
+
 class StoreError(RotatorError):
     exit_code = 6
 
 
 class SchemaOutOfDateError(StoreError):
+    exit_code = 6
+
+
+class StateFileError(StoreError):
+    """A file in the state directory cannot be written (read-only, full disk)."""
+
     exit_code = 6
 
 

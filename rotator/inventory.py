@@ -87,6 +87,31 @@ class CredentialRef:
 
 
 @dataclass(frozen=True)
+class Network:
+    """How the tool reaches providers (`[network]`); nothing comes from the environment unasked."""
+
+    proxy: str | None = None
+    ca_bundle: str | None = None
+    use_environment: bool = False
+    call_deadline: float = 60.0
+    max_response_bytes: int = 8 * 1024 * 1024
+
+    def describe(self) -> str:
+        """Say, for `rotate check`, which proxy and CA bundle the tool uses."""
+        proxy = self.proxy or "none"
+        ca = self.ca_bundle or "the system's default CA certificates"
+        env = (
+            "HTTPS_PROXY and SSL_CERT_FILE honoured (network.use_environment)"
+            if self.use_environment
+            else "HTTP(S)_PROXY and SSL_CERT_FILE ignored"
+        )
+        return (
+            f"network: proxy {proxy}; CA bundle {ca}; {env}; each call at most "
+            f"{self.call_deadline:g} s and {self.max_response_bytes} bytes"
+        )
+
+
+@dataclass(frozen=True)
 class Inventory:
     path: Path | None
     time_zone: str
@@ -106,6 +131,7 @@ class Inventory:
     """Consecutive failed health checks that make an environment unhealthy..."""
     health_span: str = "60s"
     """...spread over at least this long: one flaky answer never starts a rollback."""
+    network: Network = field(default_factory=Network)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -120,8 +146,10 @@ class Inventory:
             return self.secrets[name]
         except KeyError:
             known = ", ".join(sorted(self.secrets)) or "none"
+            guess = _closest_name(name, tuple(self.secrets))
+            hint = f" (did you mean {guess!r}?)" if guess else ""
             raise UnknownNameError(
-                f"unknown secret {name!r}; the inventory defines: {known}"
+                f"unknown secret {name!r}{hint}; the inventory defines: {known}"
             ) from None
 
     def environment(self, name: str) -> Environment:
@@ -129,8 +157,10 @@ class Inventory:
             return self.environments[name]
         except KeyError:
             known = ", ".join(self.environments) or "none"
+            guess = _closest_name(name, tuple(self.environments))
+            hint = f" (did you mean {guess!r}?)" if guess else ""
             raise UnknownNameError(
-                f"unknown environment {name!r}; the inventory defines: {known}"
+                f"unknown environment {name!r}{hint}; the inventory defines: {known}"
             ) from None
 
 
@@ -162,6 +192,13 @@ def _closest(word: str, options: tuple[str, ...]) -> str | None:
 
     match = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return match[0] if match else None
+
+
+def _closest_name(word: str, names: tuple[str, ...]) -> str | None:
+    """Return the name `word` most likely meant, ignoring case (secret names are upper case)."""
+    by_case = {n.lower(): n for n in names}
+    match = _closest(word.lower(), tuple(by_case))
+    return by_case[match] if match else None
 
 
 def _table(p: _Problems, data: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
@@ -242,6 +279,7 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
         "notifications",
         "audit",
         "limits",
+        "network",
     )
     p.unknown("", data, top)
     p.items = [i[1:] if i.startswith(".") else i for i in p.items]
@@ -489,6 +527,8 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
                 p.add(f"{lp}.{key}", value, "a positive number")
         limits[str(prov)] = {k: float(v) for k, v in lim.items() if isinstance(v, int | float)}
 
+    network = _network(p, data, path)
+
     if p.items:
         raise InventoryError(p.items, str(path) if path else None)
     return Inventory(
@@ -508,7 +548,49 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
         notifications=tuple(channels),
         audit=dict(audit),
         limits=limits,
+        network=network,
     )
+
+
+def _network(p: _Problems, data: Mapping[str, Any], path: Path | None) -> Network:
+    net = _table(p, data, "network", "network")
+    keys = ("proxy", "ca_bundle", "use_environment", "call_deadline", "max_response_bytes")
+    p.unknown("network", net, keys)
+    proxy = net.get("proxy")
+    if proxy is not None and (
+        not isinstance(proxy, str) or not proxy.startswith(("http://", "https://", "socks5://"))
+    ):
+        p.add("network.proxy", proxy, 'a proxy URL such as "http://proxy.internal:3128"')
+        proxy = None
+    ca = net.get("ca_bundle")
+    if ca is not None:
+        if not isinstance(ca, str):
+            p.add("network.ca_bundle", ca, "the path of a PEM file of CA certificates")
+            ca = None
+        else:
+            file = Path(ca).expanduser()
+            if not file.is_absolute() and path is not None:
+                file = path.parent / file
+            if not file.is_file():
+                p.add("network.ca_bundle", ca, "an existing PEM file of CA certificates")
+            ca = str(file)
+    use_env = net.get("use_environment", False)
+    if not isinstance(use_env, bool):
+        p.add("network.use_environment", use_env, "true or false")
+        use_env = False
+    deadline = net.get("call_deadline", 60)
+    if (
+        not isinstance(deadline, int | float)
+        or isinstance(deadline, bool)
+        or not (1 <= deadline <= 600)
+    ):
+        p.add("network.call_deadline", deadline, "seconds between 1 and 600")
+        deadline = 60
+    cap = net.get("max_response_bytes", 8 * 1024 * 1024)
+    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1024:
+        p.add("network.max_response_bytes", cap, "a number of bytes, at least 1024")
+        cap = 8 * 1024 * 1024
+    return Network(proxy, ca, use_env, float(deadline), cap)
 
 
 def _urls(p: _Problems, data: Mapping[str, Any], key: str) -> dict[str, dict[str, str]]:

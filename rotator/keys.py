@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rotator.errors import KeyMaterialError
+from rotator.errors import KeyMaterialError, UnsafePathError
 from rotator.paths import keys_dir
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def _decode_master(text: str, source: str) -> MasterKey:
 
 
 def check_private(path: Path) -> None:
-    """Refuse a key file that others can read or write."""
+    """Refuse a key file that others can read or write, or that another user owns."""
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -72,6 +72,14 @@ def check_private(path: Path) -> None:
         raise KeyMaterialError(
             f"key file {path} is readable by others (mode {stat.S_IMODE(mode):04o}); "
             f"run `chmod 600 {path}` and try again"
+        )
+    # A 0600 file of another user is theirs to change: a planted key set would be used.
+    owner, uid = path.stat().st_uid, os.geteuid()
+    if owner != uid:
+        raise UnsafePathError(
+            f"key file {path} is owned by uid {owner}, not by this user (uid {uid}); "
+            "another user could have put it there. Check where it came from, then "
+            f"`chown {uid} {path}` or restore your own key"
         )
 
 
@@ -137,7 +145,7 @@ def load_audit_public_key(path: Path | None = None) -> Ed25519PublicKey:
 
 
 def _write_new(path: Path, data: bytes, mode: int = 0o600) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
         fh.flush()
@@ -149,19 +157,34 @@ def new_master_key_text() -> str:
 
 
 def init_keys(directory: Path | None = None) -> list[Path]:
-    """Write a new master key, audit signing key pair and fingerprint key; never overwrite."""
+    """Write a new master key, audit signing key pair and fingerprint key; never overwrite.
+
+    The four files are written into a new directory beside `keys/` and renamed into place
+    at once, so an interrupted `rotate init` leaves either no key set or a whole one.
+    """
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from rotator.safefile import ensure_private_dir
 
     target = directory or keys_dir()
     names = (MASTER_FILE, AUDIT_FILE, AUDIT_PUBLIC_FILE, FINGERPRINT_FILE)
     existing = [target / n for n in names if (target / n).exists()]
+    if existing and len(existing) < len(names):
+        missing = [str(target / n) for n in names if not (target / n).exists()]
+        raise KeyMaterialError(
+            f"an earlier `rotate init` stopped part-way: {', '.join(map(str, existing))} "
+            f"exist but {', '.join(missing)} do not. On a new installation (nothing stored "
+            f"yet) move it aside and start again: `mv {target} {target}.partial && rotate "
+            "init`; otherwise restore the whole key set from your backup"
+        )
     if existing:
         raise KeyMaterialError(
             f"refusing to overwrite existing key file(s): {', '.join(map(str, existing))}; "
             "losing a master key makes every stored value unreadable"
         )
-    target.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_private_dir(target.parent)
+    staging = ensure_private_dir(target.parent / f".{target.name}.new-{os.getpid()}")
     audit = Ed25519PrivateKey.generate()
     private_pem = audit.private_bytes(
         serialization.Encoding.PEM,
@@ -171,8 +194,18 @@ def init_keys(directory: Path | None = None) -> list[Path]:
     public_pem = audit.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    _write_new(target / MASTER_FILE, (new_master_key_text() + "\n").encode())
-    _write_new(target / AUDIT_FILE, private_pem)
-    _write_new(target / AUDIT_PUBLIC_FILE, public_pem, 0o644)
-    _write_new(target / FINGERPRINT_FILE, base64.b64encode(_random.token_bytes(32)) + b"\n")
+    _write_new(staging / MASTER_FILE, (new_master_key_text() + "\n").encode())
+    _write_new(staging / AUDIT_FILE, private_pem)
+    _write_new(staging / AUDIT_PUBLIC_FILE, public_pem, 0o644)
+    _write_new(staging / FINGERPRINT_FILE, base64.b64encode(_random.token_bytes(32)) + b"\n")
+    # rename(2) replaces an empty directory, and fails on a non-empty one: never overwrites.
+    try:
+        os.rename(staging, target)
+    except OSError:
+        # keys/ holds other files: move the four in (link, so an existing one is kept).
+        for name in names:
+            os.link(staging / name, target / name)
+        for name in names:
+            os.unlink(staging / name)
+        os.rmdir(staging)
     return [target / n for n in names]

@@ -9,8 +9,6 @@ scrape time, and a half-written file would be a scrape error.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -271,20 +269,21 @@ def record_successful_run(engine: Engine, at: datetime | None = None) -> None:
 
 
 def write_metrics_file(text: str, path: str | Path) -> Path:
-    """Replace `path` with `text` atomically (temporary file in the same directory, rename)."""
+    """Replace `path` with `text` atomically, never through a planted link (0644, no values).
+
+    The collector reads only *.prom, and `rotator.safefile` names its temporary file
+    `.<name>.<pid>.<random>.tmp`, which does not end in .prom.
+    """
+    from rotator.errors import OutputFileError
+    from rotator.safefile import write_output
+
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # The collector reads only *.prom, so the temporary name must not end in .prom.
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # node_exporter usually runs as another user: the file names no value, so 0644.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputFileError(
+            f"cannot create the directory {target.parent} for the metrics file: "
+            f"{exc.strerror}; create it or choose another --out"
+        ) from None
+    # node_exporter usually runs as another user: the file names no value, so 0644.
+    return write_output(target, text, mode=0o644)

@@ -1,4 +1,8 @@
-"""Locate the state directory, the key files and the default SQLite database."""
+"""Locate the state directory, the key files and the default SQLite database.
+
+`state_dir()` only names the directory; `private_state_dir()` and `keys_dir()` also create
+it 0700 and refuse one that another user owns or can write (see `rotator.safefile`).
+"""
 
 from __future__ import annotations
 
@@ -16,12 +20,24 @@ def state_dir() -> Path:
     return base / "rotator"
 
 
+def private_state_dir() -> Path:
+    """Return the state directory, created 0700 and checked: ours, and no one else's to write."""
+    from rotator.safefile import ensure_private_dir
+
+    return ensure_private_dir(state_dir())
+
+
 def keys_dir() -> Path:
-    return state_dir() / "keys"
+    """Return `<state>/keys` after checking the state directory and, if it exists, `keys/`."""
+    from rotator.safefile import check_private_dir
+
+    keys = private_state_dir() / "keys"
+    check_private_dir(keys, "keys directory")
+    return keys
 
 
 def default_database_path() -> Path:
-    return state_dir() / "rotator.db"
+    return private_state_dir() / "rotator.db"
 
 
 def inventory_path(explicit: str | None = None) -> Path:

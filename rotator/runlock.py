@@ -35,10 +35,10 @@ LOCK_FILE = "run.lock"
 
 
 def default_lock_path() -> Path:
-    """Return `<state dir>/run.lock`."""
-    from rotator.paths import state_dir
+    """Return `<state dir>/run.lock`, the state directory created 0700 and checked."""
+    from rotator.paths import private_state_dir
 
-    return state_dir() / LOCK_FILE
+    return private_state_dir() / LOCK_FILE
 
 
 class RunLock:
@@ -62,8 +62,18 @@ class RunLock:
 
     def acquire(self) -> None:
         """Take the lock or raise `ClaimedElsewhereError` naming the holder."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        from rotator.errors import StateFileError
+        from rotator.safefile import ensure_private_dir, open_private
+
+        ensure_private_dir(self.path.parent)
+        try:
+            # No O_TRUNC, and no following a link: a planted run.lock must not cost a file.
+            fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
+        except OSError as exc:
+            raise StateFileError(
+                f"cannot open the run lock {self.path}: {exc.strerror}; run rotate as the "
+                "user that owns the state directory, or make it writable"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -137,6 +147,9 @@ def startup_delay(
         return 0.0
     delay = rng() * max_seconds
     if say is not None:
-        say(f"waiting {delay:.0f} s before starting (random delay; {NO_DELAY_ENV}=1 skips it)")
+        say(
+            f"waiting {delay:.0f} s before starting (a random delay so that many hosts do not "
+            f"call the providers at once; --no-delay or {NO_DELAY_ENV}=1 skips it)"
+        )
     sleep(delay)
     return delay

@@ -127,16 +127,18 @@ class Runtime:
     @property
     def http(self) -> HttpClient:
         if self._http is None:
-            import httpx
-
-            from providers.http import HttpClient, RateLimit
+            from providers.http import HttpClient, RateLimit, build_client
             from rotator import __version__
 
-            client = httpx.Client(
-                timeout=httpx.Timeout(20.0, connect=5.0),
+            net = self.inventory.network
+            client = build_client(
                 transport=self.transport,
-                headers={"User-Agent": f"rotator/{__version__}"},
-                follow_redirects=False,
+                user_agent=f"rotator/{__version__}",
+                proxy=net.proxy,
+                ca_bundle=net.ca_bundle,
+                trust_environment=net.use_environment,
+                deadline=net.call_deadline,
+                max_response_bytes=net.max_response_bytes,
             )
             merged = {**DEFAULT_LIMITS}
             for name, lim in self.inventory.limits.items():

@@ -18,15 +18,13 @@ never half of one, and never a stray temporary file.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rotator.errors import TargetConfigError, TargetError
+from rotator.errors import OutputFileError, TargetConfigError, TargetError
 from rotator.secret import Secret
 from rotator.targets.base import Target
 
@@ -98,35 +96,14 @@ def render(original: str, values: Mapping[str, str]) -> str:
 
 
 def write_atomically(path: Path, content: str) -> None:
-    """Replace `path` with `content` so that readers see the old file or the new, mode 0600."""
-    directory = path.parent
-    fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp_name, 0o600)
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
-    _fsync_directory(directory)
+    """Replace `path` with `content` so that readers see the old file or the new, mode 0600.
 
+    rename(2) over the path: a link planted there would be replaced, never written
+    through. Raises `OutputFileError` naming the path when it cannot be written.
+    """
+    from rotator.safefile import write_output
 
-def _fsync_directory(directory: Path) -> None:
-    # The rename is durable only once the directory entry is on disk too.
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass  # Some file systems refuse fsync on a directory; the rename still happened.
-    finally:
-        os.close(dir_fd)
+    write_output(path, content.encode("utf-8"), mode=0o600)
 
 
 class DotenvTarget(Target):
@@ -153,8 +130,31 @@ class DotenvTarget(Target):
         if not path.is_absolute():
             base = self.options.get("base_dir") or self.urls.get("base_dir") or os.getcwd()
             path = Path(base) / path
-        # Write through a symlink rather than replace the link with a plain file.
-        return Path(os.path.realpath(path))
+        return path
+
+    def _write_path(self) -> Path:
+        """Return the file to replace: the path, or its link's target if both are ours.
+
+        A link of our own (`.env.local -> ../shared.env`) is written through, as before.
+        A link another local user planted is refused: following it would hand them the
+        live value, or overwrite a file of root's.
+        """
+        path = self.path
+        if not path.is_symlink():
+            return path
+        uid = os.geteuid()
+        real = Path(os.path.realpath(path))
+        link_owner = path.lstat().st_uid
+        real_owner = real.stat().st_uid if real.exists() else real.parent.stat().st_uid
+        if link_owner != uid or real_owner != uid or real.is_symlink():
+            raise TargetConfigError(
+                f"{self.describe()}: {path} is a symbolic link to {real} that another user "
+                f"owns (link uid {link_owner}, file uid {real_owner}, you are uid {uid}); "
+                "rotator does not write a secret through it. Remove the link after checking "
+                f"who made it, or point environments.{self.environment}.targets at a file "
+                "of your own"
+            )
+        return real
 
     def describe(self) -> str:
         return f"dotenv {self.options['path']}"
@@ -169,7 +169,7 @@ class DotenvTarget(Target):
             )
         if not values:
             return
-        path = self.path
+        path = self._write_path()
         if not path.parent.is_dir():
             raise TargetConfigError(
                 f"{self.describe()}: directory {path.parent} does not exist; fix "
@@ -185,8 +185,5 @@ class DotenvTarget(Target):
         content = render(original, {name: value.reveal() for name, value in values.items()})
         try:
             write_atomically(path, content)
-        except OSError as exc:
-            raise TargetError(
-                f"{self.describe()}: cannot write {path} ({type(exc).__name__}: "
-                f"{exc.strerror}); the file was left as it was"
-            ) from None
+        except OutputFileError as exc:
+            raise TargetError(f"{self.describe()}: {exc}; the file was left as it was") from None
