@@ -118,3 +118,39 @@ def test_a_failing_channel_leaves_the_rotation_done_and_is_audited(
 
         text = render_metrics(security)
         assert 'rotator_notification_failures_total{channel="webhook[0]"} 2' in text
+
+
+def test_a_missing_approval_is_shown_counted_and_reminded_every_window_day(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 18.4: awaiting approval is a person's turn like the others, never a quiet wait."""
+    with (
+        WebhookReceiver() as hook,
+        ops_world(
+            tmp_path, start=date(2027, 1, 1), webhook_url=hook.url, notify_email=False
+        ) as world,
+    ):
+        days = [date(2027, 1, 1), date(2027, 2, 1)] + [
+            date(2027, 3, 2) + timedelta(days=n) for n in range(5)
+        ]
+        for day in days:
+            world.at(day)
+            world.engine().run()
+        engine = world.engine()
+        rows = {(r["secret"], r["scope"]): r for r in commands.status(engine)}
+        resend = rows[(RESEND, "shared")]["rotations"][0]
+        assert resend["state"] == "validated"
+        assert resend["needs_person"] and "rotate approve" in resend["instruction"]
+        metrics = render_metrics(engine)
+        person = [line for line in metrics.splitlines() if line.startswith("rotator_secret_needs")]
+        assert any(RESEND in line and line.endswith(" 1") for line in person), person
+        plan = commands.plan(engine, engine.rt.clock())
+        line = next(p for p in plan if p.unit == RESEND)
+        assert line.action == "person" and "approve" in line.reason
+        asked = [
+            b
+            for b in hook.bodies
+            if b["event"] == "person-needed" and b["secret"] == RESEND and "approv" in b["text"]
+        ]
+        reminded_on = {b["time"][:10] for b in asked}
+        assert len(reminded_on) >= 5, reminded_on
