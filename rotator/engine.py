@@ -16,13 +16,13 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from rotator import machine as m
+from rotator import planning, publishing, revocation, rollback
 from rotator import repository as repo
 from rotator.clock import FAKE_TIME_ENV, as_utc
 from rotator.deployments import mark as mark_served
@@ -30,25 +30,30 @@ from rotator.deployments import served_by
 from rotator.errors import (
     AuditWriteError,
     ClaimedElsewhereError,
-    HealthCheckError,
     KeyMaterialError,
     NeedsPersonError,
     NotSupportedError,
     ProviderError,
     ProviderRefusedError,
     RefusedError,
-    RetryLaterError,
     RollbackIncompleteError,
     RotatorError,
-    StillServedError,
     TargetConfigError,
     TargetError,
     UnknownNameError,
 )
-from rotator.inventory import SecretSpec
 from rotator.runtime import Runtime
 from rotator.secret import Secret
-from rotator.store.models import Approval, CredentialVersion, Rotation, SecretRecord, StepRecord
+from rotator.store.models import CredentialVersion, Rotation, SecretRecord, StepRecord
+from rotator.work import (
+    Apply,
+    Outcome,
+    Unit,
+    Work,
+    merge_outcome,
+    outcome_of,
+    status_of,
+)
 
 log = logging.getLogger("rotator.engine")
 
@@ -67,70 +72,6 @@ NEEDS_PERSON = (
     UnknownNameError,
     RollbackIncompleteError,
 )
-
-
-@dataclass
-class Unit:
-    """One rotatable unit: a secret in one scope (shared, or one environment)."""
-
-    spec: SecretSpec
-    scope_env: str
-
-    @property
-    def label(self) -> str:
-        return (
-            self.spec.name if self.scope_env == "shared" else f"{self.spec.name}[{self.scope_env}]"
-        )
-
-    @property
-    def env_flag(self) -> str:
-        return "" if self.scope_env == "shared" else f" --env {self.scope_env}"
-
-    @property
-    def stage_envs(self) -> tuple[str, ...]:
-        if self.scope_env == "shared":
-            return ("staging",)
-        return () if self.scope_env == "production" else (self.scope_env,)
-
-    @property
-    def promote_envs(self) -> tuple[str, ...]:
-        if self.scope_env == "shared":
-            return ("production",)
-        return ("production",) if self.scope_env == "production" else ()
-
-
-@dataclass
-class Outcome:
-    """What happened to one unit in a command: for the summary and the timeline."""
-
-    unit: str
-    status: str  # done | waiting | person | failed | claimed
-    steps: list[str] = field(default_factory=list)
-    message: str = ""
-    until: datetime | None = None
-
-
-@dataclass
-class Work:
-    """A snapshot of one rotation for a side effect, taken inside the intent transaction."""
-
-    rotation_id: str
-    fence: int
-    step: str
-    unit: Unit
-    kind: str
-    facts: dict[str, Any]
-    resumed: bool = True
-    current: tuple[CredentialVersion, Secret] | None = None
-    pending: tuple[CredentialVersion, Secret] | None = None
-    previous: tuple[CredentialVersion, Secret] | None = None
-    to_revoke: list[tuple[CredentialVersion, Secret | None]] = field(default_factory=list)
-    served: dict[str, list[str]] = field(default_factory=dict)  # version → `env: target`s
-    current_id: str | None = None
-    state: str = ""
-
-
-Apply = Callable[[Session, Rotation], None]
 
 
 class Engine:
@@ -386,150 +327,13 @@ class Engine:
         return self.unit(record.name, None if record.scope_env == "shared" else record.scope_env)
 
     # ----------------------------------------------------------------- facts
-    def facts(self, s: Session, rotation: Rotation, unit: Unit, now: datetime) -> m.Facts:
-        from schedules import month_gate, parse_cycle_id
-
-        inv = self.rt.inventory
-        rf = repo.facts_of(rotation)
-        gates = None
-        if rotation.kind == m.QUARTERLY and rotation.cycle:
-            cycle = parse_cycle_id(rotation.cycle)
-            g = tuple(month_gate(cycle, i, inv.tz) for i in (1, 2, 3, 4))
-            gates = (g[0], g[1], g[2], g[3])
-        window, soak, monitoring = self._schedule()
-        inside = window.contains(now)
-        opens = None if inside else window.next_open(now)[0]
-        caps = self.rt.provider(unit.spec.provider).capabilities
-        approval_required = any(
-            inv.environments[e].require_approval for e in unit.promote_envs if e in inv.environments
-        )
-        approved = (
-            s.exec(
-                select(Approval).where(
-                    Approval.rotation_id == rotation.id, Approval.kind == "approval"
-                )
-            ).first()
-            is not None
-        )
-        return m.Facts(
-            kind=rotation.kind,
-            state=rotation.state,
-            now=now,
-            month_gates=gates,
-            live_credentials=repo.live_count(s, rotation.secret_id),
-            has_current=repo.version_in(s, rotation.secret_id, repo.CURRENT) is not None,
-            automated_generate=caps.automated_generate,
-            automated_revoke=caps.automated_revoke,
-            staged_at=_when(rf.get("staged_at")),
-            promoted_at=_when(rf.get("promoted_at")),
-            soak=soak,
-            monitoring=monitoring,
-            in_window=inside,
-            window_opens=opens,
-            approval_required=approval_required,
-            approved=approved,
-            failed_state=rf.get("failed_state"),
-            other_in_flight=next(
-                (
-                    r.id
-                    for r in repo.active_rotations(s, rotation.secret_id)
-                    if r.id != rotation.id and m.in_flight(r.state, r.active)
-                ),
-                None,
-            ),
-        )
-
-    def _schedule(self) -> tuple[Any, timedelta, timedelta]:
-        """Return the production window, soak and monitoring, parsed once per engine."""
-        cached = getattr(self, "_parsed_schedule", None)
-        if cached is None:
-            from schedules import parse_duration, parse_window
-
-            inv = self.rt.inventory
-            window = parse_window(
-                list(inv.window.days),
-                inv.window.start.strftime("%H:%M"),
-                inv.window.end.strftime("%H:%M"),
-                inv.time_zone,
-            )
-            cached = (window, parse_duration(inv.soak), parse_duration(inv.monitoring))
-            self._parsed_schedule = cached
-        return cached
 
     # ----------------------------------------------------------------- run
-    def plan_cycles(self, now: datetime) -> int:
-        """Open the quarterly cycle whose month 1 holds `now` for every unit lacking one."""
-        from schedules import current_cycle_start, month_gate
-
-        inv = self.rt.inventory
-        cycle = current_cycle_start(now, inv.tz, inv.quarter_start_months)
-        if now < month_gate(cycle, 1, inv.tz) or cycle.month_of(now.astimezone(inv.tz).date()) != 1:
-            return 0
-        from sqlalchemy.exc import IntegrityError, OperationalError
-
-        for _ in range(3):
-            try:
-                return self._plan_missing(cycle, now)
-            except IntegrityError:
-                # Another runner planned some of the same cycles first; look again.
-                continue
-            except OperationalError as exc:
-                if "deadlock" not in str(exc).lower():
-                    raise
-                continue  # the database chose this planner as the victim: look again
-        return 0
-
-    def _plan_missing(self, cycle: Any, now: datetime) -> int:
-        units = self.units()
-        created = 0
-        with self.rt.store.read() as s:
-            have = set(
-                s.exec(
-                    select(SecretRecord.name, SecretRecord.scope_env)
-                    .join(Rotation, col(Rotation.secret_id) == col(SecretRecord.id))
-                    .where(Rotation.cycle == cycle.id)
-                ).all()
-            )
-        missing = [u for u in units if (u.spec.name, u.scope_env) not in have]
-        if not missing:
-            return 0
-        with self.rt.store.write() as s:
-            # Take the audit trail's lock before inserting anything: two planners on
-            # PostgreSQL would otherwise each hold a new rotation row the other waits on
-            # while waiting for the trail's lock the other holds (a deadlock).
-            from audit.trail import lock_head
-
-            lock_head(s)
-            for unit in missing:
-                record = self.record(s, unit)
-                exists = s.exec(
-                    select(Rotation).where(
-                        Rotation.secret_id == record.id, Rotation.cycle == cycle.id
-                    )
-                ).first()
-                if exists is not None:
-                    continue
-                rotation = Rotation(
-                    id=repo.new_id(),
-                    secret_id=record.id or 0,
-                    kind=m.QUARTERLY,
-                    cycle=cycle.id,
-                    state=m.PLANNED,
-                    actor=self.rt.actor,
-                    created_at=now,
-                    updated_at=now,
-                    next_check_at=now,
-                )
-                s.add(rotation)
-                s.flush()
-                self.audit(s, "cycle.planned", unit=unit, rotation_id=rotation.id, cycle=cycle.id)
-                created += 1
-        return created
 
     def run(self) -> list[Outcome]:
         """Do every step due now, each secret on its own; return what happened to each."""
         now = self.rt.clock()
-        self.plan_cycles(now)
+        planning.plan_cycles(self, now)
         with self.rt.store.read() as s:
             due = [(r.id, r.secret_id) for r in repo.due_rotations(s, now)]
         outcomes: dict[str, Outcome] = {}
@@ -540,7 +344,7 @@ class Engine:
             if waiting_publish is not None:
                 batch.append(waiting_publish)
         if batch:
-            published = self.publish_batch(batch)
+            published = publishing.publish_batch(self, batch)
             for outcome in published:
                 merge_outcome(outcomes, outcome)
             # Only what published cleanly moves on now; a failure waits for its retry time.
@@ -600,30 +404,30 @@ class Engine:
                     state = rotation.state
                     # A quarterly promotion is watched on every run until monitoring ends.
                     monitor_due = state == m.PROMOTED and rotation.kind == m.QUARTERLY
-                    decision = m.next_decision(self.facts(s, rotation, unit, now))
+                    decision = m.next_decision(planning.facts(self, s, rotation, unit, now))
                     if not isinstance(decision, m.Do) and not monitor_due:
                         self._settle(s, rotation, unit, decision, now)
                 if monitor_due:
-                    if not self._monitor(rotation_id, fence, unit):
+                    if not rollback.monitor(self, rotation_id, fence, unit):
                         steps.append("monitor")
                         continue  # the machine answers `rollback` next
                     if not isinstance(decision, m.Do):
                         with self.rt.store.write() as s:
                             rotation = repo.fenced(s, rotation_id, fence)
                             self._settle(s, rotation, unit, decision, now)
-                        return _outcome(label, steps, decision, state), None
+                        return outcome_of(label, steps, decision, state), None
                 if not isinstance(decision, m.Do):
                     if state == m.FAILED:
-                        message = self._last_error(rotation_id) or "needs a person"
+                        message = self.last_error(rotation_id) or "needs a person"
                         return Outcome(label, "failed", steps, message), None
-                    return _outcome(label, steps, decision, state), None
+                    return outcome_of(label, steps, decision, state), None
                 if decision.step in PUBLISHING_STEPS:
                     work = self.begin(rotation_id, fence, decision.step)
                     if publish_later:
                         # The claim is kept until the batch is published (see `run`).
                         keep_claim = True
                         return Outcome(label, "done" if steps else "waiting", steps), work
-                    published = self.publish_batch([work])[0]
+                    published = publishing.publish_batch(self, [work])[0]
                     steps.append(decision.step)
                     if published.status != "done" or published.steps != [decision.step]:
                         published.steps = steps
@@ -633,8 +437,8 @@ class Engine:
                 steps.append(decision.step)
                 self.rt.progress(f"{label}: {decision.step} {result}")
                 if result != "ok":
-                    message = self._last_error(rotation_id) or result
-                    return Outcome(label, _status_of(result), steps, message), None
+                    message = self.last_error(rotation_id) or result
+                    return Outcome(label, status_of(result), steps, message), None
             return Outcome(label, "done", steps), None
         except ClaimedElsewhereError as exc:
             return Outcome(label, "claimed", steps, str(exc)), None
@@ -696,14 +500,16 @@ class Engine:
                     continue
                 value = None
                 if state in need and version.ciphertext is not None:
-                    value = self._reveal(s, unit, record, version, rotation_id, step)
+                    value = self.reveal(s, unit, record, version, rotation_id, step)
                 if value is not None:
                     setattr(work, state, (version, value))
             if step in ("revoke", "generate"):
-                work.to_revoke = self._revocation_list(s, unit, record, rotation, work, step)
+                work.to_revoke = revocation.revocation_list(
+                    self, s, unit, record, rotation, work, step
+                )
             current = repo.version_in(s, record.id or 0, repo.CURRENT)
             work.current_id = current.id if current else None
-            targets = self.deploy_targets(unit)
+            targets = publishing.deploy_targets(self, unit)
             for version in repo.versions(s, record.id or 0, *repo.LIVE):
                 work.served[version.id] = served_by(
                     s, record.id or 0, targets, version.id, work.current_id
@@ -741,17 +547,7 @@ class Engine:
             self.audit(s, "step.started", unit=unit, rotation_id=rotation_id, step=step)
         return work
 
-    def deploy_targets(self, unit: Unit) -> dict[str, list[str]]:
-        """Name the targets of every environment `unit` is published to (cached per run)."""
-        cache: dict[str, list[str]] = self.__dict__.setdefault("_target_names", {})
-        out: dict[str, list[str]] = {}
-        for env in (*unit.stage_envs, *unit.promote_envs):
-            if env not in cache:
-                cache[env] = [t.describe() for t in self.rt.targets(env)]
-            out[env] = cache[env]
-        return out
-
-    def _reveal(
+    def reveal(
         self,
         s: Session,
         unit: Unit,
@@ -772,41 +568,6 @@ class Engine:
         )
         return value
 
-    def _revocation_list(
-        self,
-        s: Session,
-        unit: Unit,
-        record: SecretRecord,
-        rotation: Rotation,
-        work: Work,
-        step: str,
-    ) -> list[tuple[CredentialVersion, Secret | None]]:
-        """Name the credentials this step revokes: the old one, or every compromised one."""
-        facts = repo.facts_of(rotation)
-        if step == "generate":
-            # An emergency first retires compromised credentials nothing uses any more
-            # (a superseded pending one, a previous one), so at most two stay live.
-            if rotation.kind != m.EMERGENCY:
-                return []
-            ids = [i for i in facts.get("compromised", []) if i not in facts.get("in_use", [])]
-        elif "revoke" in facts:
-            ids = list(facts["revoke"])
-        elif rotation.kind == m.EMERGENCY:
-            ids = list(facts.get("compromised", []))
-        else:
-            prev = repo.version_in(s, record.id or 0, repo.PREVIOUS)
-            ids = [prev.id] if prev else []
-        out: list[tuple[CredentialVersion, Secret | None]] = []
-        for vid in ids:
-            version = s.get(CredentialVersion, vid)
-            if version is None or version.state == repo.REVOKED:
-                continue
-            value = None
-            if version.ciphertext is not None:
-                value = self._reveal(s, unit, record, version, rotation.id, f"{step}: revoke")
-            out.append((version, value))
-        return out
-
     def _execute(self, rotation_id: str, fence: int, step: str) -> str:
         work = self.begin(rotation_id, fence, step)
         try:
@@ -815,23 +576,8 @@ class Engine:
             return self.fail_or_wait(work, exc)
         result = self.finish(work, apply)
         if step == "rollback":
-            self._tell_rolled_back(work, result)
+            rollback.tell_rolled_back(self, work, result)
         return result
-
-    def _tell_rolled_back(self, work: Work, result: str) -> None:
-        reason = work.facts.get("rollback_reason") or "rollback"
-        if work.kind == m.EMERGENCY and result == "failed":
-            self.notify(
-                "emergency-failed",
-                f"URGENT: {_emergency_rolled_back(work.unit, str(reason), work.facts)}",
-                unit=work.unit,
-            )
-            return
-        self.notify(
-            "rollback",
-            f"{work.unit.label} was rolled back to its previous value: {reason}",
-            unit=work.unit,
-        )
 
     def finish(self, work: Work, apply: Apply, status: str = "done") -> str:
         with self.rt.store.write() as s:
@@ -949,7 +695,7 @@ class Engine:
             )
         return outcome
 
-    def _last_error(self, rotation_id: str) -> str:
+    def last_error(self, rotation_id: str) -> str:
         with self.rt.store.read() as s:
             rotation = s.get(Rotation, rotation_id)
             if rotation is None or not rotation.last_error:
@@ -976,11 +722,11 @@ class Engine:
         provider = self.rt.provider(work.unit.spec.provider)
         # Retire compromised credentials first (at most two live), but never one a target
         # still serves: those environments go back to the current credential first.
-        self._unserve(work, [v.id for v, _ in work.to_revoke])
-        retired = self._revoke_all(work, work.to_revoke, allow_person=False)
+        publishing.unserve(self, work, [v.id for v, _ in work.to_revoke])
+        retired = revocation.revoke_all(self, work, work.to_revoke, allow_person=False)
         generated = provider.generate(self.ctx(work))
         fingerprint = self.rt.fingerprint(generated.value)
-        known = self.known_fingerprint(work.unit, fingerprint)
+        known = revocation.known_fingerprint(self, work.unit, fingerprint)
         if known:
             raise ProviderRefusedError(
                 f"{work.unit.label}: the provider returned a value that is {known}; "
@@ -990,7 +736,7 @@ class Engine:
             )
 
         def apply(s: Session, rotation: Rotation) -> None:
-            self.mark_revoked(s, work, retired)
+            revocation.mark_revoked(self, s, work, retired)
             self.store_pending(
                 s,
                 work,
@@ -1003,84 +749,6 @@ class Engine:
             self.change_state(s, rotation, "done", unit=work.unit)
 
         return apply
-
-    def known_fingerprint(self, unit: Unit, fingerprint: str) -> str | None:
-        """Say what an already known value was, or None for a value never seen before.
-
-        Every version of the secret counts (current, previous, pending, revoked, any
-        compromised one), and for a secret with one value per environment, every other
-        environment's values too.
-        """
-        with self.rt.store.read() as s:
-            rows = s.exec(
-                select(CredentialVersion, SecretRecord)
-                .join(SecretRecord, col(SecretRecord.id) == col(CredentialVersion.secret_id))
-                .where(SecretRecord.name == unit.spec.name)
-                .where(CredentialVersion.fingerprint == fingerprint)
-            ).all()
-            compromised: set[str] = set()
-            for rotation in s.exec(
-                select(Rotation)
-                .join(SecretRecord, col(SecretRecord.id) == col(Rotation.secret_id))
-                .where(SecretRecord.name == unit.spec.name, Rotation.kind == m.EMERGENCY)
-            ):
-                compromised.update(repo.facts_of(rotation).get("compromised", []))
-        for version, record in rows:
-            where = "" if record.scope_env == unit.scope_env else f" of {record.scope_env}"
-            what = "compromised" if version.id in compromised else version.state
-            return f"the {what} credential{where} (version {version.id})"
-        return None
-
-    def _unserve(self, work: Work, version_ids: list[str]) -> None:
-        """Put the current value back wherever a credential about to be retired is served."""
-        served = sorted({t.split(":", 1)[0] for v in version_ids for t in work.served.get(v, [])})
-        if not served or work.current is None:
-            return
-        for env in _production_first(served, None):
-            self.rt.progress(
-                f"{work.unit.label}: {env} serves a credential about to be retired; "
-                "putting the current one back first"
-            )
-            self._republish(work, env, work.current)
-            self._require_healthy(env)
-        for vid in version_ids:
-            work.served[vid] = []
-
-    def _republish(self, work: Work, env: str, version: tuple[CredentialVersion, Secret]) -> None:
-        """Publish one stored version to one environment, recorded before and after."""
-        targets = {env: self.deploy_targets(work.unit).get(env, [])}
-        with self.rt.store.write() as s:
-            repo.fenced(s, work.rotation_id, work.fence)
-            mark_served(
-                s,
-                version[0].secret_id,
-                targets,
-                version[0].id,
-                confirmed=False,
-                current=work.current_id,
-                at=self.rt.clock(),
-            )
-        self._publish_env(env, {work.unit.spec.variable: version[1]})
-        with self.rt.store.write() as s:
-            repo.fenced(s, work.rotation_id, work.fence)
-            mark_served(
-                s,
-                version[0].secret_id,
-                targets,
-                version[0].id,
-                confirmed=True,
-                current=work.current_id,
-                at=self.rt.clock(),
-            )
-            self.audit(
-                s,
-                "deployment.restored",
-                unit=work.unit,
-                rotation_id=work.rotation_id,
-                environment_restored=env,
-                version=version[0].id,
-                targets=targets[env],
-            )
 
     def store_pending(
         self,
@@ -1121,7 +789,7 @@ class Engine:
         assert work.pending is not None, "validate needs the pending value"
         self.rt.provider(work.unit.spec.provider).validate(self.ctx(work), work.pending[1])
         for env in work.unit.stage_envs:
-            self._require_healthy(env)
+            publishing.require_healthy(self, env)
 
         def apply(s: Session, rotation: Rotation) -> None:
             self.change_state(s, rotation, "done", unit=work.unit)
@@ -1137,10 +805,10 @@ class Engine:
         return apply
 
     def do_revoke(self, work: Work) -> Apply:
-        revoked = self._revoke_all(work, work.to_revoke, allow_person=True)
+        revoked = revocation.revoke_all(self, work, work.to_revoke, allow_person=True)
 
         def apply(s: Session, rotation: Rotation) -> None:
-            self.mark_revoked(s, work, revoked)
+            revocation.mark_revoked(self, s, work, revoked)
             self.change_state(s, rotation, "done", unit=work.unit)
 
         return apply
@@ -1161,355 +829,9 @@ class Engine:
 
         return apply
 
-    def _revoke_all(
-        self,
-        work: Work,
-        items: list[tuple[CredentialVersion, Secret | None]],
-        *,
-        allow_person: bool,
-    ) -> list[str]:
-        """Revoke each credential and check it is refused; return the ids now revoked."""
-        provider = self.rt.provider(work.unit.spec.provider)
-        ctx = self.ctx(work)
-        done: list[str] = []
-        for version, value in items:
-            ref = version.provider_ref or ""
-            serving = work.served.get(version.id)
-            if serving:
-                # DESIGN §4.9: never revoke what a target still serves (or may serve, after
-                # a publish that did not confirm). A person asked to delete it is not asked.
-                raise StillServedError(
-                    f"{work.unit.label}: credential {version.id} is still served by "
-                    f"{', '.join(serving)}; it is not revoked until every target serves "
-                    "another value (run `rotate show` to see what each target serves)"
-                )
-            try:
-                provider.revoke(ctx, ref, value)
-            except NeedsPersonError:
-                if allow_person:
-                    raise
-                continue  # retired by the person later, with the final revoke
-            verifiable = provider.capabilities.verifiable_revocation
-            if verifiable and value is not None and not provider.verify_revoked(ctx, ref, value):
-                raise RetryLaterError(
-                    f"{work.unit.label}: the provider still accepts credential "
-                    f"{version.id}; revocation is eventual, checking again later",
-                    retry_after=60,
-                    provider=provider.name,
-                    operation="verify_revoked",
-                )
-            done.append(version.id)
-        return done
-
-    def mark_revoked(self, s: Session, work: Work, ids: list[str]) -> None:
-        for vid in ids:
-            version = s.get(CredentialVersion, vid)
-            if version is None or version.state == repo.REVOKED:
-                continue
-            was = version.state
-            version.state = repo.REVOKED
-            version.revoked_at = self.rt.clock()
-            version.ciphertext = None  # the value is destroyed with the credential
-            s.add(version)
-            self.audit(
-                s,
-                "credential.revoked",
-                unit=work.unit,
-                rotation_id=work.rotation_id,
-                version=vid,
-                was=was,
-                fingerprint=version.fingerprint,
-                value_destroyed=True,
-            )
-
-    def _require_healthy(self, env: str) -> None:
-        from rotator.health import HealthCheck, require_healthy
-
-        environment = self.rt.inventory.environment(env)
-        if environment.health_path is None:
-            return
-        failures, span = self._health_confirmation()
-        check = HealthCheck(
-            environment.url,
-            environment.health_path,
-            environment.expected_status,
-            attempts=failures,
-            delay=span.total_seconds() / max(1, failures - 1),
-        )
-        require_healthy(check, self.rt.http, environment=env, sleep=self.rt.sleep)
-
-    def _health_confirmation(self) -> tuple[int, timedelta]:
-        """How many failed checks, over how long, make an environment unhealthy.
-
-        One failed request is not a verdict (a flaky endpoint, a 429): a rollback starts
-        only after `health_failures` consecutive failures spanning `health_span`.
-        """
-        from schedules import parse_duration
-
-        inv = self.rt.inventory
-        return inv.health_failures, parse_duration(inv.health_span)
-
-    def healthy(self, env: str) -> tuple[bool, str]:
-        try:
-            self._require_healthy(env)
-        except HealthCheckError as exc:
-            return False, str(exc)
-        return True, ""
-
     # ----------------------------------------------------------------- publishing
-    def publish_batch(self, batch: list[Work]) -> list[Outcome]:
-        """Publish every value of a batch: each environment's targets finish once."""
-        by_env: dict[str, dict[str, Secret]] = {}
-        plan: list[tuple[Work, tuple[str, ...]]] = []
-        for work in batch:
-            if work.pending is None:
-                plan.append((work, ()))
-                continue
-            envs = work.unit.stage_envs if work.step == "stage" else work.unit.promote_envs
-            plan.append((work, envs))
-            for env in envs:
-                by_env.setdefault(env, {})[work.unit.spec.variable] = work.pending[1]
-        env_errors: dict[str, Exception] = {}
-        for env, values in by_env.items():
-            try:
-                self._publish_env(env, values)
-            except Exception as exc:
-                env_errors[env] = exc
-        outcomes = []
-        for work, envs in plan:
-            try:
-                for env in envs:
-                    if env in env_errors:
-                        raise env_errors[env]
-                apply, failure = self._after_publish(work, envs)
-            except Exception as exc:
-                result = self.fail_or_wait(work, exc)
-                outcomes.append(
-                    Outcome(
-                        work.unit.label,
-                        _status_of(result),
-                        [work.step],
-                        self._last_error(work.rotation_id),
-                    )
-                )
-                continue
-            self.finish(work, apply)
-            if failure:
-                self.rt.progress(f"{work.unit.label}: {work.step} done, but {failure}")
-                outcomes.append(Outcome(work.unit.label, "done", [work.step], failure))
-                continue
-            self.rt.progress(f"{work.unit.label}: {work.step} ok")
-            outcomes.append(Outcome(work.unit.label, "done", [work.step]))
-        return outcomes
-
-    def _publish_env(self, env: str, values: dict[str, Secret]) -> None:
-        targets = self.rt.targets(env)
-        for target in targets:
-            target.publish(values)
-        for target in targets:
-            target.finish()
-
-    def _after_publish(self, work: Work, envs: tuple[str, ...]) -> tuple[Apply, str]:
-        """Check health where the value went; for an emergency stage, validate too.
-
-        A failed check after promote is not a failed step: production serves the new
-        value, so the promotion is recorded, and the machine answers with a rollback.
-        """
-        provider = self.rt.provider(work.unit.spec.provider)
-        assert work.pending is not None
-        pending_id = work.pending[0].id
-        targets = self.deploy_targets(work.unit)
-        published = {e: targets.get(e, []) for e in envs}
-        if work.step == "stage":
-            for env in envs:
-                self._require_healthy(env)
-            if work.kind == m.EMERGENCY:
-                provider.validate(self.ctx(work), work.pending[1])
-            staged_at = self.rt.clock().isoformat()
-
-            def staged(s: Session, rotation: Rotation) -> None:
-                mark_served(
-                    s,
-                    rotation.secret_id,
-                    published,
-                    pending_id,
-                    confirmed=True,
-                    current=work.current_id,
-                    at=self.rt.clock(),
-                )
-                repo.set_facts(rotation, staged_at=staged_at)
-                self.change_state(s, rotation, "done", unit=work.unit)
-
-            return staged, ""
-        failed_env, detail = None, ""
-        for env in envs:
-            ok, detail = self.healthy(env)
-            if not ok:
-                failed_env = env
-                break
-        promoted_at = self.rt.clock()
-
-        def promoted(s: Session, rotation: Rotation) -> None:
-            mark_served(
-                s,
-                rotation.secret_id,
-                published,
-                pending_id,
-                confirmed=True,
-                current=work.current_id,
-                at=promoted_at,
-            )
-            record = s.get(SecretRecord, rotation.secret_id)
-            assert record is not None
-            old = repo.version_in(s, record.id or 0, repo.CURRENT)
-            new = repo.version_in(s, record.id or 0, repo.PENDING)
-            if old is not None:
-                old.state = repo.PREVIOUS
-                s.add(old)
-            if new is not None:
-                new.state = repo.CURRENT
-                new.promoted_at = promoted_at
-                s.add(new)
-            repo.set_facts(rotation, promoted_at=promoted_at.isoformat())
-            self.change_state(s, rotation, "done", unit=work.unit)
-            self.audit(
-                s,
-                "credential.promoted",
-                unit=work.unit,
-                rotation_id=rotation.id,
-                version=new.id if new else None,
-                previous=old.id if old else None,
-            )
-            if failed_env is not None:
-                self._health_failed(s, rotation, work.unit, failed_env, detail)
-
-        return promoted, (f"{failed_env} is unhealthy: rolling back" if failed_env else "")
-
-    def _health_failed(
-        self, s: Session, rotation: Rotation, unit: Unit, env: str, detail: str
-    ) -> None:
-        """Record a confirmed failure after promotion; the machine answers `rollback`."""
-        before = repo.facts_of(rotation).get("health_before", {})
-        earlier = before.get(env) if isinstance(before, dict) else None
-        repo.set_facts(rotation, rollback_reason=detail, failed_env=env)
-        self.change_state(
-            s,
-            rotation,
-            "health-failed",
-            unit=unit,
-            environment_failed=env,
-            detail=detail,
-            failing_before=earlier if earlier and earlier != "ok" else None,
-        )
 
     # ----------------------------------------------------------------- monitoring, rollback
-    def _monitor(self, rotation_id: str, fence: int, unit: Unit) -> bool:
-        """Check production during monitoring; on a confirmed failure, start the rollback."""
-        for env in unit.promote_envs:
-            ok, detail = self.healthy(env)
-            with self.rt.store.write() as s:
-                rotation = repo.fenced(s, rotation_id, fence)
-                self.audit(
-                    s,
-                    "health.checked",
-                    unit=unit,
-                    rotation_id=rotation_id,
-                    environment_checked=env,
-                    healthy=ok,
-                    detail=detail or None,
-                )
-                if not ok:
-                    self._health_failed(s, rotation, unit, env, f"monitoring: {detail}")
-            if not ok:
-                return False
-        return True
-
-    def do_rollback(self, work: Work) -> Apply:
-        """The rollback sequence (DESIGN §3): restore everywhere, check, then discard.
-
-        The previous value goes back to every environment whose targets may serve the new
-        one (production first when production failed), each environment must pass its
-        health check on it, and only then is the new credential discarded, after checking
-        that no target serves it. An emergency keeps its new credential (it is not
-        compromised) for `rotate resume`, and ends needing a person.
-        """
-        unit = work.unit
-        own = [
-            v for v in (work.current, work.pending) if v and v[0].rotation_id == work.rotation_id
-        ]
-        new = own[0] if own else None
-        promoted = new is not None and work.current is not None and new is work.current
-        old = work.previous if promoted else work.current
-        if new is None or old is None:
-            raise RollbackIncompleteError(
-                f"{unit.label}: nothing to roll back to (no "
-                f"{'previous' if promoted else 'current'} value is stored)"
-            )
-        failed_env = work.facts.get("failed_env")
-        reason = str(work.facts.get("rollback_reason") or "rollback")
-        envs = set(unit.stage_envs) | (set(unit.promote_envs) if promoted else set())
-        envs |= {t.split(":", 1)[0] for t in work.served.get(new[0].id, [])}
-        order = _production_first(sorted(envs), failed_env)
-        for env in order:
-            self.rt.progress(f"{unit.label}: rollback: restoring the previous value in {env}")
-            self._republish(work, env, old)
-        before = work.facts.get("health_before")
-        for env in order:
-            ok, detail = self.healthy(env)
-            if not ok and isinstance(before, dict) and before.get(env, "ok") != "ok":
-                # Failing before the emergency began, on the very value restored now: the
-                # restore is complete; what fails is not this rotation's doing.
-                self.rt.progress(f"{unit.label}: {env} still fails, as it did before: {detail}")
-                continue
-            if not ok:
-                raise RollbackIncompleteError(
-                    f"{unit.label}: the previous value is back in {', '.join(order)}, but "
-                    f"{detail}; the new credential is kept until every environment passes "
-                    f"again: fix the environment, then run `rotate resume "
-                    f"{unit.spec.name}{unit.env_flag}`"
-                )
-        work.served[new[0].id] = []
-        keep_new = work.kind == m.EMERGENCY and work.state == m.ROLLING_BACK
-        revoked: list[str] = []
-        person = None
-        if not keep_new:
-            # The restored value is the one in use again: providers that sign in with the
-            # current credential (Resend) must use it, not the one being discarded.
-            work.current = old
-            try:
-                revoked = self._revoke_all(work, [new], allow_person=True)
-            except NeedsPersonError:
-                person = _discard_instruction(unit, new[0])
-
-        def apply(s: Session, rotation: Rotation) -> None:
-            o, n = s.get(CredentialVersion, old[0].id), s.get(CredentialVersion, new[0].id)
-            if promoted and o is not None and n is not None:
-                o.state = repo.CURRENT
-                n.state = repo.PENDING if keep_new else repo.PREVIOUS
-                s.add_all([o, n])
-            self.mark_revoked(s, work, revoked)
-            self.audit(
-                s,
-                "rotation.rolled_back",
-                unit=unit,
-                rotation_id=rotation.id,
-                reason=reason,
-                restored=order,
-                restored_version=old[0].id,
-                new_version=new[0].id,
-                new_kept=keep_new,
-            )
-            if person is not None:
-                repo.set_facts(rotation, instruction=person, revoke=[new[0].id])
-                self.change_state(s, rotation, "await-person", unit=unit)
-                return
-            if keep_new:
-                text = _emergency_rolled_back(unit, reason, work.facts)
-                repo.set_facts(rotation, instruction=text, serves_compromised=True)
-                rotation.last_error = text
-            self.change_state(s, rotation, "done", unit=unit)
-
-        return apply
 
     # ----------------------------------------------------------------- notifications
     def notify(self, event: str, text: str, *, unit: Unit | None = None) -> None:
@@ -1529,6 +851,29 @@ class Engine:
             f"{unit.label}: a person is needed for {step}.\n{instruction}",
             unit=unit,
         )
+
+    # ----------------------------------------------------------------- delegated concerns
+    # The public API of the concerns that live in their own modules, for the commands.
+    def facts(self, s: Session, rotation: Rotation, unit: Unit, now: datetime) -> m.Facts:
+        return planning.facts(self, s, rotation, unit, now)
+
+    def plan_cycles(self, now: datetime) -> int:
+        return planning.plan_cycles(self, now)
+
+    def publish_batch(self, batch: list[Work]) -> list[Outcome]:
+        return publishing.publish_batch(self, batch)
+
+    def healthy(self, env: str) -> tuple[bool, str]:
+        return publishing.healthy(self, env)
+
+    def deploy_targets(self, unit: Unit) -> dict[str, list[str]]:
+        return publishing.deploy_targets(self, unit)
+
+    def mark_revoked(self, s: Session, work: Work, ids: list[str]) -> None:
+        revocation.mark_revoked(self, s, work, ids)
+
+    def known_fingerprint(self, unit: Unit, fingerprint: str) -> str | None:
+        return revocation.known_fingerprint(self, unit, fingerprint)
 
     # ----------------------------------------------------------------- helpers for commands
     @contextmanager
@@ -1551,7 +896,7 @@ class Engine:
 
 
 STEP_IMPLEMENTATIONS: dict[str, Callable[[Engine, Work], Apply]] = {
-    "rollback": Engine.do_rollback,
+    "rollback": rollback.do_rollback,
     "generate": Engine.do_generate,
     "validate": Engine.do_validate,
     "monitor": Engine.do_monitor,
@@ -1590,90 +935,6 @@ def _values_needed(step: str, kind: str) -> tuple[str, ...]:
         "rollback": (repo.CURRENT, repo.PENDING, repo.PREVIOUS),
         "notify": (),
     }.get(step, ())
-
-
-def _production_first(envs: list[str], failed: object) -> list[str]:
-    """Order environments for a restore: the failed one, then production, then the rest."""
-    return sorted(envs, key=lambda e: (e != failed, e != "production", e))
-
-
-def _discard_instruction(unit: Unit, version: CredentialVersion) -> str:
-    created = as_utc(version.created_at).strftime("%Y-%m-%d %H:%M UTC")
-    ref = f", reference {version.provider_ref}" if version.provider_ref else ""
-    return (
-        f"{unit.label} was rolled back: every environment serves the previous credential "
-        "again. Delete the NEW credential at the provider, the one this rotation created "
-        f"on {created} (version {version.id}, fingerprint {version.fingerprint}{ref}). "
-        "Keep the current one: it is in use.\n"
-        f"Then run: rotate confirm {unit.spec.name}{unit.env_flag} --step revoke "
-        "(the tool checks that the provider now refuses the new credential)"
-    )
-
-
-def _emergency_rolled_back(unit: Unit, reason: str, facts: dict[str, Any]) -> str:
-    before = facts.get("health_before", {})
-    failing = {
-        env: detail
-        for env, detail in (before.items() if isinstance(before, dict) else ())
-        if detail != "ok"
-    }
-    already = ""
-    if failing:
-        already = (
-            " It was already failing before the emergency started ("
-            + "; ".join(f"{env}: {detail}" for env, detail in sorted(failing.items()))
-            + ")."
-        )
-    return (
-        f"EMERGENCY NOT FINISHED: production serves the COMPROMISED credential of "
-        f"{unit.label} again. The new credential failed in production ({reason}) and was "
-        f"rolled back; it is kept, not revoked.{already} Fix what fails, then run "
-        f"`rotate resume {unit.spec.name}{unit.env_flag}` (or `rotate emergency "
-        f"{unit.spec.name}{unit.env_flag}` again): it stages and promotes the new "
-        "credential again, then revokes the compromised ones."
-    )
-
-
-def _when(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    return as_utc(datetime.fromisoformat(value))
-
-
-def _status_of(result: str) -> str:
-    return {"ok": "done", "person": "person", "failed": "failed", "retry": "retrying"}.get(
-        result, "waiting"
-    )
-
-
-def _outcome(label: str, steps: list[str], decision: m.Decision, state: str = "") -> Outcome:
-    if isinstance(decision, m.AwaitPerson):
-        return Outcome(label, "person", steps, decision.action)
-    if isinstance(decision, m.Wait):
-        return Outcome(
-            label, "done" if steps else "waiting", steps, decision.reason, decision.until
-        )
-    if isinstance(decision, m.Finished):
-        if decision.state == m.ROLLED_BACK and "rollback" in steps and state != m.ABORTING:
-            # The rotation did not happen: the previous value serves again. Not a success.
-            return Outcome(label, "failed", steps, "rolled back; the previous value serves again")
-        return Outcome(label, "done" if steps else "waiting", steps, decision.state)
-    return Outcome(label, "done", steps)
-
-
-_RANK = {"failed": 5, "retrying": 4, "person": 3, "claimed": 2, "done": 1, "waiting": 0}
-
-
-def merge_outcome(outcomes: dict[str, Outcome], new: Outcome) -> None:
-    old = outcomes.get(new.unit)
-    if old is None:
-        outcomes[new.unit] = new
-        return
-    old.steps.extend(new.steps)
-    if _RANK[new.status] >= _RANK[old.status]:
-        old.status = new.status
-        old.message = new.message or old.message
-        old.until = new.until
 
 
 __all__ = ["Engine", "Outcome", "ProviderError", "TargetError", "Unit"]

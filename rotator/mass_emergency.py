@@ -15,8 +15,9 @@ from datetime import datetime
 
 from rotator import machine as m
 from rotator.clock import as_utc
-from rotator.engine import Engine, Outcome, Unit, merge_outcome
+from rotator.engine import Engine
 from rotator.store.models import Rotation
+from rotator.work import Outcome, Unit, merge_outcome
 
 DEFAULT_WORKERS = 16
 MAX_WAIT = 900.0
