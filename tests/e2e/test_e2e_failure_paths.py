@@ -403,13 +403,13 @@ def test_resume_after_a_promotion_returns_instead_of_polling(world: World) -> No
 
 # ---------------------------------------------------------------------------- issue 18.2
 class _Flaky(BaseHTTPRequestHandler):
-    """A health endpoint that fails two answers of every three (never three in a row)."""
+    """A health endpoint that fails four answers of every five (never five in a row)."""
 
     count = 0
 
     def do_GET(self) -> None:
         type(self).count += 1
-        status = 200 if type(self).count % 3 == 0 else 503
+        status = 200 if type(self).count % 5 == 0 else 503
         self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -435,12 +435,16 @@ def test_a_flaky_health_endpoint_does_not_roll_back_a_healthy_promotion(world: W
         url_at = text.index("url = ", prod)
         end = text.index("\n", url_at)
         flaky = f'url = "http://127.0.0.1:{server.server_port}"'
-        w.inventory.write_text(text[:url_at] + flaky + text[end:])
+        text = text[:url_at] + flaky + text[end:]
+        # A verdict needs five failed checks in a row over 4 s; four never make one.
+        text = text.replace("health_failures = 3", "health_failures = 5")
+        text = text.replace('health_span = "2s"', 'health_span = "4s"')
+        w.inventory.write_text(text)
         for hour in ("06", "12", "18"):
             w.at(f"2027-03-02T{hour}:00")
             w.rotate("run")
         assert _rotation(w, RESEND, "quarterly")["state"] == "promoted"
-        assert _Flaky.count >= 6
+        assert _Flaky.count >= 12
     finally:
         server.shutdown()
 

@@ -160,6 +160,7 @@ class FailureModel(RuleBasedStateMachine):
     @rule(hours=st.sampled_from([1, 6, 25, 24 * 9, 24 * 31]))
     def time_passes(self, hours: int) -> None:
         self.clock.sleep(hours * 3600)
+        self.last = []  # I1 judges a command's outcome against the world it left
 
     @rule(env=st.sampled_from(["staging", "production"]), broken=st.booleans())
     def environment_health(self, env: str, broken: bool) -> None:
@@ -168,10 +169,12 @@ class FailureModel(RuleBasedStateMachine):
             script.secrets[BROKEN] = ("secret_text", "not-a-credential")
         else:
             script.secrets.pop(BROKEN, None)
+        self.last = []
 
     @rule(profile=st.sampled_from(["none", "none", "default", "flaky-503", "pages-deploy-fails"]))
     def faults(self, profile: str) -> None:
         self.sandbox.set_faults(profile)
+        self.last = []
 
     # ------------------------------------------------------------------ cron and security
     @rule()
