@@ -635,10 +635,10 @@ def rollback(
         "new credential?",
     )
     outcome = do_rollback(engine, unit, reason)
-    if as_json:
-        _json([outcome.__dict__])
-        return
-    typer.echo(f"{outcome.unit}: rolled back")
+    code = _outcomes([outcome], as_json, engine.rt.inventory.tz)
+    if outcome.status in ("person", "failed") and not as_json:
+        _show_instruction(engine, unit)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -660,10 +660,10 @@ def abort(
     unit = engine.unit(secret, env)
     _confirm(yes, f"Abandon the rotation of {unit.label}: put staging back and revoke the new one?")
     outcome = do_rollback(engine, unit, reason, abort=True)
-    if as_json:
-        _json([outcome.__dict__])
-        return
-    typer.echo(f"{outcome.unit}: aborted")
+    code = _outcomes([outcome], as_json, engine.rt.inventory.tz)
+    if outcome.status in ("person", "failed") and not as_json:
+        _show_instruction(engine, unit)
+    raise typer.Exit(code)
 
 
 @app.command()

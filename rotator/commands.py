@@ -507,8 +507,15 @@ def rollback(engine: Engine, unit: Unit, reason: str, *, abort: bool = False) ->
         r.next_check_at = engine.rt.clock()
         engine.change_state(s, r, command, unit=unit, reason=reason)
     outcome = drive(engine, rotation.id)
-    engine.notify(command, f"{unit.label}: {command} by {engine.rt.actor}: {reason}", unit=unit)
     engine.checkpoint()
+    with engine.rt.store.read() as s:
+        found = s.get(Rotation, rotation.id)
+        state = found.state if found else ""
+    # The person asked for it: a rollback that finished is this command's success.
+    if state in (m.ROLLED_BACK, m.ABORTED):
+        return Outcome(unit.label, "done", outcome.steps, state)
+    if state in m.PERSON_STATES and state != m.FAILED:
+        return Outcome(unit.label, "person", outcome.steps, state)
     return outcome
 
 
