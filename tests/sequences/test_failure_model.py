@@ -162,6 +162,23 @@ class FailureModel(RuleBasedStateMachine):
         self.clock.sleep(hours * 3600)
         self.last = []  # I1 judges a command's outcome against the world it left
 
+    @rule()
+    def to_next_month(self) -> None:
+        """Jump to 02:30 on the first of next month: where the month gates open."""
+        local = self.clock().astimezone(LONDON)
+        year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
+        self.clock.set(datetime(year, month, 1, 2, 30, tzinfo=LONDON))
+        self.last = []
+
+    @rule()
+    def to_next_window(self) -> None:
+        """Jump to 02:30 on the next Tuesday to Thursday: inside the maintenance window."""
+        local = self.clock().astimezone(LONDON) + timedelta(days=1)
+        while local.weekday() not in (1, 2, 3):
+            local += timedelta(days=1)
+        self.clock.set(local.replace(hour=2, minute=30, second=0, microsecond=0))
+        self.last = []
+
     @rule(env=st.sampled_from(["staging", "production"]), broken=st.booleans())
     def environment_health(self, env: str, broken: bool) -> None:
         script = self.sandbox.world.cloudflare.scripts[f"bandofbakers-{env}"]
@@ -300,6 +317,40 @@ class FailureModel(RuleBasedStateMachine):
                     or world.apikeys.accepts(value, now)
                 )
                 assert accepted, f"{env} serves a revoked {name}"
+
+    @invariant()
+    def i7_targets_serve_what_the_tool_recorded(self) -> None:
+        """What the sandbox serves is a version the tool says that target may serve."""
+        if not hasattr(self, "sandbox"):
+            return
+        import json
+
+        world = self.sandbox.world
+        with sqlite3.connect(self.db) as conn:
+            versions = dict(conn.execute("SELECT id, fingerprint FROM credential_version"))
+            names = dict(conn.execute("SELECT id, name FROM secret"))
+            current = {
+                names[sid]: vid
+                for vid, sid in conn.execute(
+                    "SELECT id, secret_id FROM credential_version WHERE state = 'current'"
+                )
+            }
+            rows = conn.execute("SELECT secret_id, environment, serving FROM deployment")
+            recorded: dict[tuple[str, str], set[str]] = {}
+            targets: dict[tuple[str, str], int] = {}
+            for sid, env, serving in rows:
+                recorded.setdefault((names[sid], env), set()).update(json.loads(serving))
+                targets[(names[sid], env)] = targets.get((names[sid], env), 0) + 1
+        for env in ("staging", "production"):
+            for name, value in deployed_secrets(world, world.environments[env]):
+                if name not in MANAGED:
+                    continue
+                held = set(recorded.get((name, env), set()))
+                if targets.get((name, env), 0) < 2:  # a target with no row serves the current
+                    held.add(current.get(name, ""))
+                allowed = {versions.get(v) for v in held}
+                print_ = self.engine.rt.fingerprint(Secret(value))
+                assert print_ in allowed, f"{env} serves a {name} value the tool does not record"
 
     @invariant()
     def i3_a_current_value_is_new(self) -> None:
