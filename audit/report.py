@@ -51,7 +51,17 @@ class StoredEvent(Protocol):
 def _as_dict(event: StoredEvent | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(event, Mapping):
         return dict(event)
-    return decode_entry(event.entry)
+    stored = event.entry
+    try:
+        if isinstance(stored, memoryview | bytearray):
+            stored = bytes(stored)
+        if not isinstance(stored, bytes | str):
+            raise TypeError
+        return decode_entry(stored if isinstance(stored, bytes) else stored.encode())
+    except (ValueError, TypeError):
+        # A row a database writer broke: shown as unreadable, where it sits.
+        seq = getattr(event, "seq", None)
+        return {"seq": seq, "type": "(unreadable entry)", "details": {}}
 
 
 def _cell(value: object) -> str:
