@@ -82,8 +82,14 @@ def _as_dict(event: StoredEvent | Mapping[str, Any]) -> dict[str, Any]:
         return {"seq": seq, "type": "(unreadable entry)", "details": {}}
 
 
+# Control characters are harmless to a browser but not to whoever copies a cell into a
+# terminal: shown escaped, as on the command line.
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+_CONTROLS |= {c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+
+
 def _cell(value: object) -> str:
-    return escape("" if value is None else str(value))
+    return escape(("" if value is None else str(value)).translate(_CONTROLS))
 
 
 def _details_text(details: object) -> str:
