@@ -12,7 +12,6 @@ escaped), so the last `,"mac":"` in the bytes is the top-level one.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 from rotator.errors import AuditError
@@ -38,7 +37,7 @@ class ForgedEntryError(AuditError):
 
 def entry_mac(key: bytes, zeroed: bytes) -> str:
     """Return the hex MAC of entry bytes whose `mac` value is `ZERO_MAC`."""
-    return hmac.new(key, MAC_DOMAIN_TAG + zeroed, hashlib.sha256).hexdigest()
+    return hmac.digest(key, MAC_DOMAIN_TAG + zeroed, "sha256").hex()
 
 
 def seal(key: bytes, zeroed: bytes) -> bytes:
@@ -58,9 +57,9 @@ def check_mac(key: bytes, stored: bytes) -> str | None:
         return "no MAC"
     start = at + len(_MARK)
     given = stored[start : start + 64]
+    expected = entry_mac(key, stored[:start] + _ZERO + stored[start + 64 :]).encode()
+    if hmac.compare_digest(given, expected) and stored[start + 64 : start + 65] == b'"':
+        return None
     if len(given) != 64 or stored[start + 64 : start + 65] != b'"' or not set(given) <= _HEX:
         return "malformed MAC"
-    expected = entry_mac(key, stored[:start] + _ZERO + stored[start + 64 :]).encode()
-    if not hmac.compare_digest(given, expected):
-        return "MAC mismatch (not written by the tool)"
-    return None
+    return "MAC mismatch (not written by the tool)"
