@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from audit.entry import check_details, decode_entry, encode_entry
     from audit.export import ExportSummary, export
     from audit.fingerprint import fingerprint
+    from audit.mac import ForgedEntryError
     from audit.report import render_report
     from audit.schema import install_append_only, postgres_roles_sql
-    from audit.mac import ForgedEntryError
     from audit.trail import append, authenticated_approvals, iter_events
     from audit.verify import (
         Checkpoint,
