@@ -201,6 +201,16 @@ def _step_of(e: Mapping[str, Any]) -> str:
     return str(_details_of(e).get("step") or "")
 
 
+def _refused_check(e: Mapping[str, Any]) -> bool:
+    details = _details_of(e)
+    status = details.get("http_status")
+    return (
+        details.get("operation") == "verify_revoked"
+        and isinstance(status, int)
+        and 400 <= status < 500
+    )
+
+
 def _cycle_matrix(rotations: Mapping[str, list[dict[str, Any]]]) -> str:
     """Return one row per quarterly cycle: each step's time, approver, revocation, reviewer."""
     head = ["Cycle", "Environment", *(s.capitalize() for s in _CYCLE_STEPS), "Outcome"]
@@ -219,6 +229,9 @@ def _cycle_matrix(rotations: Mapping[str, list[dict[str, Any]]]) -> str:
                 done.setdefault(step, e)
             elif kind == "step.confirmed" and step == "revoke":
                 done["revoke"] = e
+                revoke_verified = True
+            elif kind == "call" and _refused_check(e):
+                # The old credential, tried at the provider after revoking, was refused.
                 revoke_verified = True
             elif "approv" in kind:
                 done.setdefault("approve", e)
@@ -352,23 +365,23 @@ def render_report(
         "the verification covers the whole trail. Numbers in brackets link to the raw entry "
         "(its <code>seq</code>).</p>",
     ]
-    out.append("<h2>Quarterly cycles</h2>")
+    out.append('<h2 id="cycles">Quarterly cycles</h2>')
     names = list(dict.fromkeys([*inventory_names, *sorted(by_secret)]))
     any_cycle = False
     for secret in names:
         matrix = _cycle_matrix(by_secret.get(secret, {}))
         if matrix:
             any_cycle = True
-            out.append(f"<h3>{_cell(secret)}</h3>{matrix}")
+            out.append(f'<h3 id="cycles-{_cell(secret)}">{_cell(secret)}</h3>{matrix}')
     if not any_cycle:
         out.append("<p>None recorded.</p>")
-    out.append("<h2>Emergencies</h2>")
+    out.append('<h2 id="emergencies">Emergencies</h2>')
     out.append(_emergencies(by_rotation))
     for name, _ in _SECTIONS:
         out.append(f"<h2>{_cell(name)}</h2>")
         listed = sections[name]
         out.append(_event_rows(listed, with_secret=True) if listed else "<p>None recorded.</p>")
-    out.append("<h2>Waits for a person</h2>")
+    out.append('<h2 id="waits">Waits for a person</h2>')
     out.append(_person_waits(by_rotation))
     out.append("<h2>Raw entries by secret</h2>")
     for secret in names:
