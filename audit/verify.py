@@ -27,6 +27,8 @@ import binascii
 import hashlib
 import itertools
 import json
+import os
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -610,9 +612,6 @@ def feed_sink(verifier: TrailVerifier, sink: Path) -> None:
     The sink must be a regular file, not a symlink (a link to `/dev/null` swallows every
     copy), and hold at least one record; anything else is a problem, never a warning.
     """
-    import os
-    import stat
-
     verifier.sink_given = True
 
     def bad(reason: str) -> None:
@@ -652,8 +651,6 @@ def feed_sink(verifier: TrailVerifier, sink: Path) -> None:
 
 
 def _no_follow(path: str, flags: int) -> int:
-    import os
-
     return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))
 
 
