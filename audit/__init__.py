@@ -14,14 +14,16 @@ if TYPE_CHECKING:
         append_to_sink,
         make_checkpoint,
         should_checkpoint,
+        sync_sink,
     )
     from audit.dbverify import verify_database
     from audit.entry import check_details, decode_entry, encode_entry
     from audit.export import ExportSummary, export
     from audit.fingerprint import fingerprint
+    from audit.mac import ForgedEntryError
     from audit.report import render_report
     from audit.schema import install_append_only, postgres_roles_sql
-    from audit.trail import append, iter_events
+    from audit.trail import append, authenticated_approvals, iter_events
     from audit.verify import (
         Checkpoint,
         CheckpointError,
@@ -37,6 +39,9 @@ if TYPE_CHECKING:
 _HOMES = {
     "append": "audit.trail",
     "iter_events": "audit.trail",
+    "authenticated_approvals": "audit.trail",
+    "ForgedEntryError": "audit.mac",
+    "sync_sink": "audit.checkpoint",
     "fingerprint": "audit.fingerprint",
     "check_details": "audit.entry",
     "decode_entry": "audit.entry",
@@ -65,10 +70,12 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "ExportSummary",
+    "ForgedEntryError",
     "Problem",
     "VerifyResult",
     "append",
     "append_to_sink",
+    "authenticated_approvals",
     "check_details",
     "decode_entry",
     "encode_entry",
@@ -83,6 +90,7 @@ __all__ = [
     "postgres_roles_sql",
     "render_report",
     "should_checkpoint",
+    "sync_sink",
     "verify_checkpoint",
     "verify_database",
     "verify_export",

@@ -124,8 +124,13 @@ def encode_entry(
     environment: str | None = None,
     rotation_id: str | None = None,
     details: Mapping[str, Any] | None = None,
+    mac: str | None = None,
 ) -> bytes:
-    """Return the canonical stored bytes of one entry, refusing anything unsafe."""
+    """Return the canonical stored bytes of one entry, refusing anything unsafe.
+
+    `mac` is the placeholder `audit.mac.ZERO_MAC` when the entry is to be sealed with the
+    audit MAC key (see `audit.mac.seal`); without it the entry carries no `mac` key.
+    """
     _check_field("actor", actor, required=True)
     _check_field("event_type", event_type, required=True)
     for name, value in (
@@ -157,6 +162,8 @@ def encode_entry(
         "type": event_type,
         "details": dict(details or {}),
     }
+    if mac is not None:
+        body["mac"] = mac
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return text.encode("utf-8")
 

@@ -119,7 +119,24 @@ def list_checkpoints(session: Session) -> list[tuple[int, bytes]]:
             col(AuditCheckpoint.id)
         )
     )
-    return [(int(size), bytes(body)) for size, body in rows]
+    return [(size if type(size) is int else 0, stored_bytes(body)) for size, body in rows]
+
+
+def stored_bytes(value: object) -> bytes:
+    """Return a stored BLOB as bytes, whatever a database writer left in the column.
+
+    TEXT, numbers and NULL are exported as their text (or nothing), never a crash: the
+    verifier then reports that line INVALID where it sits.
+    """
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, memoryview | bytearray):
+        return bytes(value)
+    if value is None:
+        return b""
+    text = value if isinstance(value, str) else str(value)
+    # One line per entry whatever it holds, so the lines after it keep their places.
+    return text.encode("utf-8", "replace").replace(b"\n", b"\\n")
 
 
 def stream_entries(session: Session, batch: int = 5000) -> Iterator[tuple[int, bytes]]:
@@ -130,4 +147,4 @@ def stream_entries(session: Session, batch: int = 5000) -> Iterator[tuple[int, b
         .execution_options(yield_per=batch)
     )
     for seq, stored in rows:
-        yield int(seq), bytes(stored)
+        yield int(seq), stored_bytes(stored)

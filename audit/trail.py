@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel import col
 
 from audit.entry import ZERO_HASH, encode_entry, entry_hash
+from audit.mac import ZERO_MAC, seal
 from rotator.clock import as_utc, now
 from rotator.errors import AuditWriteError
 from rotator.store.models import AuditEvent
@@ -69,6 +70,29 @@ def default_tool_version() -> str:
         return metadata.version("rotator")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+_MAC_KEYS: dict[str, bytes | None] = {}
+
+
+def default_mac_key() -> bytes | None:
+    """Return the audit MAC key of this installation, or None where the tool has no keys.
+
+    An installation is a keys directory holding the audit signing key; its MAC key is
+    created beside it on first use (`rotator.keys.load_audit_mac_key`). A process with no
+    keys directory (a library user, a unit test) writes entries without a MAC, which a
+    tool with keys then refuses to sign over.
+    """
+    from rotator.keys import AUDIT_FILE, load_audit_mac_key
+    from rotator.paths import keys_dir
+
+    where = keys_dir()
+    cache_key = str(where)
+    if cache_key not in _MAC_KEYS:
+        if not (where / AUDIT_FILE).exists():
+            return None
+        _MAC_KEYS[cache_key] = load_audit_mac_key()
+    return _MAC_KEYS[cache_key]
 
 
 def lock_head(session: Session) -> None:
@@ -154,12 +178,19 @@ def append(
     details: Mapping[str, Any] | None = None,
     host: str | None = None,
     tool_version: str | None = None,
+    mac_key: bytes | None = None,
 ) -> AuditEvent:
     """Append one event to the chain in the caller's transaction and flush it.
 
-    Raises `TypeError` before touching the database if a field or the details could carry
-    a secret value (a programming error), and `AuditWriteError` if the write fails.
+    Every string in the details is scrubbed of values this process has held
+    (`rotator.redact`) first. The entry is sealed with `mac_key`, by default this
+    installation's audit MAC key (`default_mac_key`). Raises `TypeError` before touching
+    the database if a field or the details could carry a secret value (a programming
+    error), and `AuditWriteError` if the write fails.
     """
+    from rotator.redact import scrub_json
+
+    key = default_mac_key() if mac_key is None else mac_key
     moment = now()
     fields: dict[str, Any] = {
         "time": moment,
@@ -170,14 +201,16 @@ def append(
         "secret": secret,
         "environment": environment,
         "rotation_id": rotation_id,
-        "details": details,
+        "details": scrub_json(details) if details is not None else None,
     }
     # Validate (and encode) before locking, so a refused event never holds the trail's lock.
-    template = encode_entry(seq=1, prev=ZERO_HASH, **fields)
+    template = encode_entry(seq=1, prev=ZERO_HASH, mac=None if key is None else ZERO_MAC, **fields)
     try:
         head_seq, head_hash = _locked_head(session)
         seq = head_seq + 1
         stored = _place(template, seq, head_hash)
+        if key is not None:
+            stored = seal(key, stored)
         digest = entry_hash(head_hash, stored)
         row: dict[str, Any] = {
             "seq": seq,
@@ -229,3 +262,48 @@ def iter_events(
     if until is not None:
         query = query.where(col(AuditEvent.time) < as_utc(until))
     yield from session.execute(query.execution_options(yield_per=batch)).scalars()
+
+
+APPROVAL_EVENT_TYPES = {"approval": "rotation.approved", "review": "rotation.reviewed"}
+
+
+def authenticated_approvals(
+    session: Session, rotation_id: str, *, kind: str, mac_key: bytes | None = None
+) -> list[dict[str, Any]]:
+    """Return the approvals (`kind="approval"`) or reviews (`"review"`) of a rotation that count.
+
+    Only entries of the trail count, and only those with a valid MAC under the audit MAC
+    key (by default this installation's): a row inserted into the `approval` table, or a
+    chained entry inserted into the trail by a database writer, grants nothing. The copy
+    columns only find candidates; the entry's own bytes must name the rotation and type.
+    Each result is the decoded entry (`seq`, `time`, `actor`, `details`...), oldest first.
+    Without a MAC key nothing can be authenticated, so the list is empty.
+    """
+    from audit.entry import decode_entry
+    from audit.mac import check_mac
+
+    event_type = APPROVAL_EVENT_TYPES.get(kind)
+    if event_type is None:
+        raise ValueError(f"kind is one of {sorted(APPROVAL_EVENT_TYPES)}, not {kind!r}")
+    key = default_mac_key() if mac_key is None else mac_key
+    if key is None:
+        return []
+    rows = session.execute(
+        select(col(AuditEvent.entry))
+        .where(col(AuditEvent.rotation_id) == rotation_id)
+        .where(col(AuditEvent.event_type) == event_type)
+        .order_by(col(AuditEvent.seq))
+    ).scalars()
+    found: list[dict[str, Any]] = []
+    for stored in rows:
+        if isinstance(stored, memoryview):
+            stored = stored.tobytes()
+        if not isinstance(stored, bytes) or check_mac(key, stored) is not None:
+            continue
+        try:
+            entry = decode_entry(stored)
+        except ValueError:
+            continue
+        if entry.get("rotation_id") == rotation_id and entry.get("type") == event_type:
+            found.append(entry)
+    return found

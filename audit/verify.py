@@ -10,6 +10,12 @@ Entries are hashed as the bytes stored; only `seq` and `prev` are extracted, by 
 path that relies on the canonical form (sorted keys, so both are the last top-level
 occurrences of their keys), with `json` as the fallback.
 
+Coverage is part of the proof: entries that no valid signed checkpoint covers make the
+trail invalid (unless the caller accepts an unsigned tail explicitly), and a trail with
+no valid checkpoint, or no entry, is never valid. A sink that is named but missing,
+empty, unreadable, a symlink, not a regular file or behind the trail fails it too; the
+sink is read in bounded records, so a device such as `/dev/full` cannot exhaust memory.
+
 Exit codes: 0 valid, 1 invalid, 2 usage or I/O error.
 """
 
@@ -21,6 +27,8 @@ import binascii
 import hashlib
 import itertools
 import json
+import os
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -41,6 +49,9 @@ SIGNATURE_PREFIX = "\u2014 "
 ED25519_SIGNATURE_TYPE = b"\x01"
 
 NO_SINK_WARNING = "no external checkpoint copy given: a truncated tail cannot be detected"
+# A signed note is a few hundred bytes; anything far larger is not one of ours.
+MAX_NOTE_BYTES = 64 * 1024
+_MAX_SINK_HEADER = len(SINK_RECORD_PREFIX) + 24
 
 _ZERO = bytes(32)
 _PREV_KEY = b',"prev":"'
@@ -177,7 +188,8 @@ def verify_checkpoint(
 def read_sink(stream: BinaryIO) -> Iterator[bytes]:
     """Yield the checkpoint notes of an external sink file, in the order written."""
     while True:
-        header = stream.readline()
+        # Bounded reads: a sink that is a device or garbage must not grow memory or hang.
+        header = stream.readline(_MAX_SINK_HEADER)
         if not header:
             return
         if not header.startswith(SINK_RECORD_PREFIX) or not header.endswith(b"\n"):
@@ -186,6 +198,8 @@ def read_sink(stream: BinaryIO) -> Iterator[bytes]:
             length = int(header[len(SINK_RECORD_PREFIX) : -1])
         except ValueError as exc:
             raise CheckpointError("sink record length is malformed") from exc
+        if not 0 < length <= MAX_NOTE_BYTES:
+            raise CheckpointError(f"sink record length {length} is out of range")
         note = stream.read(length)
         if len(note) != length or stream.read(1) != b"\n":
             raise CheckpointError("sink record is truncated")
@@ -313,8 +327,10 @@ class TrailVerifier:
         position_label: str = "line",
         on_problem: Callable[[Problem], None] | None = None,
         max_problems: int = 10_000,
+        allow_unsigned_tail: bool = False,
     ) -> None:
         self._key = public_key
+        self.allow_unsigned_tail = allow_unsigned_tail
         self.origin = origin
         self._where = position_label
         self._on_problem = on_problem
@@ -329,6 +345,7 @@ class TrailVerifier:
         self._checkpoints: list[_PendingCheckpoint] = []
         self._cp_text_hash: dict[str, str | None] = {}
         self._cp_count: dict[str, int] = {}
+        self.sink_given = False
 
     # entries
 
@@ -358,6 +375,11 @@ class TrailVerifier:
             if seq in self._pending:
                 for cp in self._pending.pop(seq):
                     self._check_head(cp, h)
+
+    @property
+    def last_hash(self) -> bytes:
+        """Return the chain hash of the entry fed last (as this verifier computed it)."""
+        return self._last[3]
 
     def report(self, problem: Problem) -> None:
         """Record a problem (kept up to `max_problems`) and pass it to `on_problem`."""
@@ -535,13 +557,42 @@ class TrailVerifier:
         result = self.result
         result.entries_valid = max(result.entries_total - self._blamed, 0)
         result.checkpoints_valid = sum(1 for cp in self._checkpoints if not cp.bad)
-        anchored = max((cp.checkpoint.size for cp in self._checkpoints if not cp.bad), default=0)
+        self._judge_coverage()
+        return result
+
+    def _judge_coverage(self) -> None:
+        """Fail a trail that no valid signature covers to its end (DESIGN §4.12)."""
+        trail = [cp for cp in self._checkpoints if cp.label == "checkpoint" and not cp.bad]
+        anchored = max((cp.checkpoint.size for cp in trail), default=0)
+        if self.result.entries_total == 0:
+            self.report(Problem("trail", None, "empty", "no entry at all: nothing is proven"))
+            return
+        if not trail:
+            self.report(
+                Problem("trail", None, "unsigned", "no valid signed checkpoint: nothing is proven")
+            )
+            return
         if self._max_seq > anchored:
-            result.warnings.append(
+            text = (
                 f"entries {anchored + 1}..{self._max_seq} are not covered by a valid signed "
                 "checkpoint (unanchored tail)"
             )
-        return result
+            if self.allow_unsigned_tail:
+                self.result.warnings.append(text + "; accepted by --allow-unsigned-tail")
+            else:
+                self.report(Problem("trail", None, "unsigned tail", text))
+        sink = [cp for cp in self._checkpoints if cp.label == "sink checkpoint" and not cp.bad]
+        if self.sink_given and anchored > max((cp.checkpoint.size for cp in sink), default=0):
+            sink_size = max((cp.checkpoint.size for cp in sink), default=0)
+            self.report(
+                Problem(
+                    "sink",
+                    None,
+                    "behind the trail",
+                    f"the trail is signed up to entry {anchored}, the sink only up to "
+                    f"{sink_size}: a copy did not land (the next command of the tool retries it)",
+                )
+            )
 
 
 # --- inputs --------------------------------------------------------------------------------
@@ -556,14 +607,51 @@ def load_public_key(data: bytes) -> Ed25519PublicKey:
 
 
 def feed_sink(verifier: TrailVerifier, sink: Path) -> None:
-    """Feed every checkpoint of an external sink file to `verifier`."""
-    with sink.open("rb") as stream:
+    """Feed every checkpoint of an external sink file to `verifier`, or report why not.
+
+    The sink must be a regular file, not a symlink (a link to `/dev/null` swallows every
+    copy), and hold at least one record; anything else is a problem, never a warning.
+    """
+    verifier.sink_given = True
+
+    def bad(reason: str) -> None:
+        verifier.report(Problem("sink", None, reason, str(sink)))
+
+    try:
+        info = os.lstat(sink)
+    except FileNotFoundError:
+        bad("missing")
+        return
+    except OSError as exc:
+        bad(f"unreadable ({exc.strerror})")
+        return
+    if stat.S_ISLNK(info.st_mode):
+        bad("is a symlink")
+        return
+    if not stat.S_ISREG(info.st_mode):
+        bad("is not a regular file")
+        return
+    if info.st_size == 0:
+        bad("empty")
+        return
+    try:
+        stream = open(sink, "rb", opener=_no_follow)  # noqa: SIM115
+    except OSError as exc:
+        bad(f"unreadable ({exc.strerror})")
+        return
+    with stream:
         number = 0
         try:
             for number, note in enumerate(read_sink(stream), start=1):
                 verifier.checkpoint(note, number, source="sink")
         except CheckpointError as exc:
-            verifier.result.warnings.append(f"sink record {number + 1} unreadable: {exc}")
+            verifier.report(Problem("sink record", number + 1, "malformed", str(exc)))
+        except OSError as exc:
+            bad(f"unreadable ({exc.strerror})")
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))
 
 
 def _header_origin(line: bytes, verifier: TrailVerifier) -> str | None:
@@ -595,9 +683,13 @@ def verify_lines(
     public_key: Ed25519PublicKey,
     sink: Path | None = None,
     on_problem: Callable[[Problem], None] | None = None,
+    *,
+    allow_unsigned_tail: bool = False,
 ) -> VerifyResult:
     """Verify export lines (header first); the sink is read before the trail."""
-    verifier = TrailVerifier(public_key, on_problem=on_problem)
+    verifier = TrailVerifier(
+        public_key, on_problem=on_problem, allow_unsigned_tail=allow_unsigned_tail
+    )
     if sink is not None:
         feed_sink(verifier, sink)
     else:
@@ -624,10 +716,14 @@ def verify_export(
     public_key: Ed25519PublicKey,
     sink: Path | None = None,
     on_problem: Callable[[Problem], None] | None = None,
+    *,
+    allow_unsigned_tail: bool = False,
 ) -> VerifyResult:
-    """Verify an export file, streaming it; raise `OSError` if a file cannot be read."""
+    """Verify an export file, streaming it; raise `OSError` if the export cannot be read."""
     with Path(path).open("rb") as stream:
-        return verify_lines(stream, public_key, sink, on_problem)
+        return verify_lines(
+            stream, public_key, sink, on_problem, allow_unsigned_tail=allow_unsigned_tail
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -641,6 +737,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument(
         "--checkpoints-file", type=Path, help="the external checkpoint sink, to catch truncation"
+    )
+    parser.add_argument(
+        "--allow-unsigned-tail",
+        action="store_true",
+        help="accept entries after the last signed checkpoint (warned, not failed)",
     )
     try:
         args = parser.parse_args(argv)
@@ -657,7 +758,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = verify_export(
-            args.export, public_key, args.checkpoints_file, None if args.json else show
+            args.export,
+            public_key,
+            args.checkpoints_file,
+            None if args.json else show,
+            allow_unsigned_tail=args.allow_unsigned_tail,
         )
     except OSError as exc:
         print(f"error: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)

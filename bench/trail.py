@@ -16,14 +16,22 @@ PG_ADMIN = os.environ.get("ROTATOR_TEST_PG", "postgresql://postgres@127.0.0.1:54
 
 
 def appends_per_second(
-    url: str, events: int, per_transaction: int, *, synchronous: str | None = None
+    url: str,
+    events: int,
+    per_transaction: int,
+    *,
+    synchronous: str | None = None,
+    mac: bool = True,
 ) -> float:
     """Append `events` events, `per_transaction` in each write transaction; return events/s.
 
     `per_transaction=0` runs the same number of empty `Store.write()` transactions: the
     floor of one event per transaction. `synchronous` sets SQLite's `PRAGMA synchronous`
     on every connection, for comparison only: the product keeps SQLite's default (FULL).
+    `mac` seals every entry with an audit MAC key, as the tool does (issue 14).
     """
+    import secrets
+
     from sqlalchemy import event
 
     from audit.trail import append
@@ -45,6 +53,8 @@ def appends_per_second(
         rate = events / (time.perf_counter() - started)
         store.dispose()
         return rate
+    # A key of our own: the bench's state directory holds no key files to take one from.
+    mac_key = secrets.token_bytes(32) if mac else None
     try:
         transactions = max(1, events // per_transaction)
         started = time.perf_counter()
@@ -61,6 +71,7 @@ def appends_per_second(
                         details={"step": "stage", "n": i},
                         host="bench-host",
                         tool_version="0.0.0",
+                        mac_key=mac_key,
                     )
         return transactions * per_transaction / (time.perf_counter() - started)
     finally:

@@ -199,8 +199,12 @@ def raise_for(response: httpx.Response, provider: str, operation: str) -> None:
     status = response.status_code
     if 200 <= status < 300:
         return
+    from rotator.redact import scrub
+
     codes = error_codes(response)
-    detail = f" ({'/'.join(codes)})" if codes else ""
+    # A code-like token can be the credential itself echoed back (Resend and Google keys
+    # look like codes): scrub every value this process holds before it joins a message.
+    detail = scrub(f" ({'/'.join(codes)})") if codes else ""
     kw: dict[str, Any] = {"provider": provider, "operation": operation, "status": status}
     if status == 429 or status == 408 or status >= 500:
         from providers.http import parse_retry_after

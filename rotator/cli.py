@@ -105,7 +105,42 @@ def _main(
 
 # ------------------------------------------------------------------------- plumbing
 def _echo_err(text: str) -> None:
-    typer.echo(text, err=True)
+    from rotator.redact import scrub
+
+    typer.echo(terminal_safe(scrub(text), keep_newlines=True), err=True)
+
+
+# C0, DEL and C1 controls, and the bidirectional overrides that reorder what a terminal shows.
+_UNSAFE = {
+    c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+    for c in [
+        *range(0x20),
+        0x7F,
+        *range(0x80, 0xA0),
+        0x2028,
+        0x2029,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+        0x200E,
+        0x200F,
+        0x061C,
+    ]
+}
+_UNSAFE_KEEP_NL = {c: v for c, v in _UNSAFE.items() if c != 0x0A}
+
+
+def terminal_safe(text: str, *, keep_newlines: bool = False) -> str:
+    """Return `text` with control characters shown escaped (`\\x1b`).
+
+    What people typed (a reason, a note, an actor name) or a database writer stored then
+    cannot move the cursor, recolour the terminal or forge lines. What is stored is
+    unchanged; only the terminal sees the escapes.
+    """
+    return text.translate(_UNSAFE_KEEP_NL if keep_newlines else _UNSAFE)
+
+
+def _echo_safe(text: str) -> None:
+    typer.echo(terminal_safe(text))
 
 
 QUIET = False
@@ -329,7 +364,7 @@ def status(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
         for r in row["rotations"]:
             if r.get("instruction"):
                 label = row["secret"] + ("" if row["scope"] == "shared" else f"[{row['scope']}]")
-                typer.echo(f"\n{label}: " + r["instruction"])
+                _echo_safe(f"\n{label}: " + r["instruction"])
     for row in rows:
         for failure in row.get("notification_failures", []):
             typer.echo(
@@ -526,7 +561,7 @@ def _show_instruction(engine: Engine, unit: Any) -> None:
         if row["secret"] == unit.spec.name and row["scope"] == unit.scope_env:
             for r in row["rotations"]:
                 if r.get("instruction"):
-                    typer.echo("\nA person is needed:\n" + r["instruction"])
+                    _echo_safe("\nA person is needed:\n" + r["instruction"])
 
 
 @app.command()
@@ -698,28 +733,28 @@ def show(
     if as_json:
         _json(data)
         return
-    typer.echo(f"{data['secret']} ({data['scope']})")
-    typer.echo("versions:")
+    _echo_safe(f"{data['secret']} ({data['scope']})")
+    _echo_safe("versions:")
     for v in data["versions"]:
-        typer.echo(
+        _echo_safe(
             f"  {v['id']}  {v['state']:<9} created {v['created_at']}  "
             f"promoted {v['promoted_at'] or '-'}  revoked {v['revoked_at'] or '-'}"
         )
-    typer.echo("rotations:")
+    _echo_safe("rotations:")
     for r in data["rotations"]:
-        typer.echo(f"  {r['id']}  {r['kind']} {r['cycle'] or ''} {r['state']}  by {r['actor']}")
+        _echo_safe(f"  {r['id']}  {r['kind']} {r['cycle'] or ''} {r['state']}  by {r['actor']}")
         for st in r["steps"]:
-            typer.echo(
+            _echo_safe(
                 f"      {st['started_at']}  {st['step']:<9} {st['status']:<16} {st['actor']}"
             )
         for a in r["approvals"]:
-            typer.echo(f"      {a['at']}  {a['kind']:<9} {a['actor']}: {a['note']}")
+            _echo_safe(f"      {a['at']}  {a['kind']:<9} {a['actor']}: {a['note']}")
         if r.get("instruction"):
-            typer.echo("      needs a person: " + r["instruction"].replace("\n", "\n      "))
+            _echo_safe("      needs a person: " + r["instruction"].replace("\n", "\n      "))
     if data.get("serving"):
         typer.echo("serving (what each target holds, by version):")
         for where, held in data["serving"].items():
-            typer.echo(f"  {where:<60} {', '.join(held) or '-'}")
+            _echo_safe(f"  {where:<60} {', '.join(held) or '-'}")
 
 
 @app.command()
@@ -1171,7 +1206,10 @@ def audit_log(
             actor=actor,
             event_type=event_type,
         ):
-            entry = decode_entry(event.entry)
+            try:
+                entry = decode_entry(event.entry)
+            except (ValueError, TypeError):
+                entry = {"seq": event.seq, "type": "(unreadable entry: run rotate audit verify)"}
             if as_json:
                 typer.echo(json.dumps(entry, sort_keys=True))
                 continue
@@ -1179,37 +1217,80 @@ def audit_log(
             if entry.get("environment") not in (None, "shared"):
                 where += f"[{entry['environment']}]"
             details = " ".join(f"{k}={v}" for k, v in sorted((entry.get("details") or {}).items()))
-            typer.echo(
-                f"{entry['seq']:>7} {entry['time']} {entry['actor']:<24} {entry['type']:<22} "
-                f"{where:<44} {details}"
+            _echo_safe(
+                f"{entry.get('seq')!s:>7} {entry.get('time')} {entry.get('actor')!s:<24} "
+                f"{entry.get('type')!s:<22} {where:<44} {details}"
             )
+
+
+def _mac_key_if_present() -> bytes | None:
+    """Return the audit MAC key when this host holds it; verification never creates it."""
+    from rotator.keys import AUDIT_MAC_FILE, load_audit_mac_key
+    from rotator.paths import keys_dir
+
+    if not (keys_dir() / AUDIT_MAC_FILE).exists():
+        return None
+    return load_audit_mac_key()
 
 
 @audit_app.command("export")
 def audit_export(
     file: Annotated[Path, typer.Argument(help="Where to write the JSON Lines export.")],
     inventory: InventoryOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Export the trail (header, entries byte for byte, checkpoints) for offline verification."""
+    """Export the trail, ending with a checkpoint signed now, for offline verification."""
+    from audit.checkpoint import make_checkpoint, sync_sink
     from audit.export import export
-    from rotator.keys import AUDIT_PUBLIC_FILE
+    from audit.verify import CheckpointError
+    from rotator.errors import AuditError
+    from rotator.keys import AUDIT_PUBLIC_FILE, load_audit_key
     from rotator.paths import keys_dir
     from rotator.store.db import open_store
 
-    origin, key_name, _ = _audit_config(inventory)
+    origin, key_name, sink = _audit_config(inventory)
     public = keys_dir() / AUDIT_PUBLIC_FILE
     try:
         pem = public.read_bytes()
     except FileNotFoundError:
         raise BadInputError(f"no audit public key at {public}; run `rotate init`") from None
     store = open_store()
+    # The export must end inside a signature: sign the head now (after checking every
+    # entry since the last checkpoint for the tool's MAC), and copy what the sink lacks.
+    with store.write() as s:
+        make_checkpoint(s, load_audit_key(), origin, key_name)
+    if sink is not None:
+        try:
+            with store.read() as s:
+                sync_sink(s, sink)
+        except (OSError, CheckpointError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise AuditError(
+                f"the export's checkpoint could not be copied to the external sink {sink} "
+                f"({why}); fix audit.external_sink in the inventory and export again"
+            ) from None
     try:
         fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     except OSError as exc:
         raise BadInputError(f"cannot write the export to {file}: {exc.strerror}") from None
     with os.fdopen(fd, "wb") as out, store.read() as s:
         summary = export(s, out, origin=origin, public_key_pem=pem, key_name=key_name)
-    typer.echo(f"exported to {file}: {summary}")
+    if as_json:
+        _json(
+            {
+                "file": str(file),
+                "entries": summary.entries,
+                "checkpoints": summary.checkpoints,
+                "origin": origin,
+                "key_name": key_name,
+            }
+        )
+        return
+    typer.echo(
+        f"exported {summary.entries} entries and {summary.checkpoints} signed checkpoints to "
+        f"{file}; the last checkpoint, signed now, covers entry {summary.entries}"
+    )
+    typer.echo(f"verify it with: python -m audit.verify {file} --public-key {public}")
 
 
 @audit_app.command("verify")
@@ -1220,25 +1301,44 @@ def audit_verify(
     public_key: Annotated[
         Path | None, typer.Option("--public-key", help="PEM public key [default: the state dir's].")
     ] = None,
+    checkpoints_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoints-file",
+            help="The external checkpoint sink [default: audit.external_sink of the inventory].",
+        ),
+    ] = None,
+    allow_unsigned_tail: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsigned-tail",
+            help="Accept entries after the last signed checkpoint (warned, not failed).",
+        ),
+    ] = False,
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify the chain and signed checkpoints; exit 0 valid, 1 invalid, 2 usage or I/O."""
+    """Verify chain, signed coverage, sink and MACs; exit 0 valid, 1 invalid, 2 usage or I/O.
+
+    Read-only: it appends nothing to the trail and sends no notification (a notification
+    is itself audited); a failure is its exit status, for cron or monitoring to act on.
+    """
     from rotator.keys import load_audit_public_key
 
     try:
         key = load_audit_public_key(public_key)
         origin, _, sink = _audit_config(inventory)
+        mac_key = _mac_key_if_present()
     except RotatorError as exc:
         _echo_err(f"error: {exc}")
         raise typer.Exit(2) from None
-    if sink is not None and not sink.exists():
-        sink = None
+    if checkpoints_file is not None:
+        sink = checkpoints_file
     if file is not None:
         from audit.verify import verify_export
 
         try:
-            result = verify_export(file, key, sink=sink)
+            result = verify_export(file, key, sink, allow_unsigned_tail=allow_unsigned_tail)
         except OSError as exc:
             _echo_err(f"error: cannot read {file}: {exc.strerror}")
             raise typer.Exit(2) from None
@@ -1247,27 +1347,25 @@ def audit_verify(
         from rotator.store.db import open_store
 
         with open_store().read() as s:
-            result = verify_database(s, key, sink, origin=origin)
+            result = verify_database(
+                s,
+                key,
+                sink,
+                origin=origin,
+                allow_unsigned_tail=allow_unsigned_tail,
+                mac_key=mac_key,
+            )
+        if mac_key is None:
+            result.warnings.append("entry MACs not checked: this host has no audit MAC key")
     if as_json:
         _json(result.to_json())
     else:
         for problem in result.problems:
-            typer.echo(problem.line())
+            _echo_safe(problem.line())
         for warning in result.warnings:
-            typer.echo(f"warning: {warning}")
-        typer.echo(result.summary())
-    if not result.ok:
-        _audit_failure_notice(inventory, result.summary())
+            _echo_safe(f"warning: {warning}")
+        typer.echo(("VALID: " if result.ok else "INVALID: ") + result.summary())
     raise typer.Exit(0 if result.ok else 1)
-
-
-def _audit_failure_notice(inventory: str | None, summary: str) -> None:
-    """Tell the configured channels that verification failed (best effort)."""
-    try:
-        engine = _engine(inventory)
-        engine.notify("audit-verification-failed", f"The audit trail does not verify: {summary}")
-    except Exception as exc:  # verification already reported; a notice must not mask it
-        _echo_err(f"warning: could not notify: {type(exc).__name__}")
 
 
 @audit_app.command("hash")
@@ -1310,26 +1408,43 @@ def audit_hash(as_json: JsonOpt = False) -> None:
 @audit_app.command("report")
 def audit_report(
     out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
+    since: Annotated[
+        str | None, typer.Option("--since", help="Report events from this UTC time (inclusive).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Report events before this UTC time.")
+    ] = None,
     inventory: InventoryOpt = None,
 ) -> None:
-    """Write a self-contained HTML report for auditors (no JavaScript, printable)."""
+    """Write the auditor's HTML report; exit 1 (report still written) if the trail is invalid.
+
+    The whole trail is verified whatever the period; the period only selects what is shown.
+    """
     from audit.dbverify import verify_database
     from audit.report import render_report
     from audit.trail import iter_events
     from rotator.keys import load_audit_public_key
     from rotator.store.db import open_store
 
+    start, end = _since(since, "--since"), _since(until, "--until")
     origin, _, sink = _audit_config(inventory)
-    if sink is not None and not sink.exists():
-        sink = None
     with open_store().read() as s:
-        result = verify_database(s, load_audit_public_key(), sink, origin=origin)
-        page = render_report(list(iter_events(s)), result, title=f"Audit report: {origin}")
+        result = verify_database(
+            s, load_audit_public_key(), sink, origin=origin, mac_key=_mac_key_if_present()
+        )
+        page = render_report(
+            iter_events(s, since=start, until=end),
+            result,
+            title=f"Audit report: {origin}",
+            period=(start, end),
+        )
     try:
         out.write_text(page, encoding="utf-8")
     except OSError as exc:
         raise BadInputError(f"cannot write the report to {out}: {exc.strerror}") from None
-    typer.echo(f"wrote {out} ({result.summary()})")
+    verdict = "VALID" if result.ok else "INVALID"
+    typer.echo(f"wrote {out}: the trail is {verdict} ({result.summary()})")
+    raise typer.Exit(0 if result.ok else 1)
 
 
 # ------------------------------------------------------------------------- examples
@@ -1406,8 +1521,11 @@ _add_examples(app)
 # ------------------------------------------------------------------------- entry point
 def main() -> NoReturn:
     """Run the CLI; turn errors into one clear line and a documented exit code."""
+    from rotator.redact import install_logging
+
     _no_core_dumps()
     _take_quiet()
+    install_logging()
     try:
         # Without standalone mode click returns the exit code of `typer.Exit` instead of
         # raising it.

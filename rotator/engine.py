@@ -42,6 +42,7 @@ from rotator.errors import (
     TargetError,
     UnknownNameError,
 )
+from rotator.redact import scrub
 from rotator.runtime import Runtime
 from rotator.secret import Secret
 from rotator.store.models import CredentialVersion, Rotation, SecretRecord, StepRecord
@@ -184,24 +185,21 @@ class Engine:
     def _checkpoint_within(self, s: Session) -> None:
         """Sign a checkpoint every N events, inside the transaction that wrote the Nth.
 
-        Its copy goes to the external sink only once that transaction has committed, so
-        the sink never holds a checkpoint the database does not.
+        Its copy goes to the external sink with the command's closing checkpoint, which
+        copies every checkpoint the sink lacks, so the sink never holds one the database
+        does not. An entry the tool did not write is left for that closing checkpoint to
+        report: failing here would roll back the action being recorded.
         """
-        from sqlalchemy import event as sa_event
-
         from audit.checkpoint import make_checkpoint
+        from audit.mac import ForgedEntryError
         from rotator.keys import load_audit_key
 
         origin, key_name = self._audit_names()
-        cp = make_checkpoint(s, load_audit_key(), origin, key_name)
-        if cp is None:
+        try:
+            # Raised before anything is written, so the transaction stays usable.
+            make_checkpoint(s, load_audit_key(), origin, key_name)
+        except ForgedEntryError:
             return
-        body = cp.body
-
-        def committed(_session: Session) -> None:
-            self._sink_pending.append(body)
-
-        sa_event.listen(s, "after_commit", committed, once=True)
 
     def refuse(self, unit: Unit | None, command: str, exc: RefusedError) -> RefusedError:
         """Record a refused command in its own transaction, then hand back the error."""
@@ -259,22 +257,36 @@ class Engine:
         return after
 
     def checkpoint(self) -> None:
-        """Sign a checkpoint if this command wrote events (and copy it to the external sink)."""
+        """Sign a checkpoint if this command wrote events, and bring the external sink up to date.
+
+        Every checkpoint the sink lacks is copied, so a copy an earlier command missed (a
+        full disk, a missing mount) lands with this one. An entry the tool did not write
+        stops the signing: the channels are told and `ForgedEntryError` (exit 1) names it.
+        """
         if not self.events_written:
             return
-        from audit.checkpoint import append_to_sink, make_checkpoint
+        import contextlib
+
+        from audit.checkpoint import make_checkpoint, sync_sink
+        from audit.mac import ForgedEntryError
+        from audit.verify import CheckpointError
         from rotator.keys import load_audit_key
 
         cfg = self.rt.inventory.audit
         origin, key_name = self._audit_names()
-        with self.rt.store.write() as s:
-            cp = make_checkpoint(s, load_audit_key(), origin, key_name)
+        try:
+            with self.rt.store.write() as s:
+                make_checkpoint(s, load_audit_key(), origin, key_name)
+        except ForgedEntryError as exc:
+            self.events_written = 0
+            # Best effort: the error raised below reaches the operator even if no channel does.
+            with contextlib.suppress(Exception):
+                self.notify("audit-forged-entry", f"No audit checkpoint was signed: {exc}")
+            raise
         self.events_written = 0
-        bodies, self._sink_pending = self._sink_pending, []
-        if cp is not None:
-            bodies.append(cp.body)
+        self._sink_pending = []
         sink = cfg.get("external_sink")
-        if bodies and isinstance(sink, str):
+        if isinstance(sink, str):
             from pathlib import Path
 
             from rotator.errors import AuditError
@@ -284,15 +296,15 @@ class Engine:
             if not path.is_absolute():
                 path = state_dir() / path
             try:
-                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                for body in bodies:
-                    append_to_sink(path, body)
-            except OSError as exc:
+                with self.rt.store.read() as s:
+                    sync_sink(s, path)
+            except (OSError, CheckpointError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else str(exc)
                 raise AuditError(
                     f"the audit checkpoint is in the database but its copy could not be "
-                    f"appended to the external sink {path} ({exc.strerror}); fix audit."
+                    f"appended to the external sink {path} ({why}); fix audit."
                     "external_sink in the inventory: without that copy a truncated trail "
-                    "cannot be detected"
+                    "cannot be detected. The next command copies every checkpoint missed"
                 ) from None
 
     # ----------------------------------------------------------------- units
@@ -443,7 +455,7 @@ class Engine:
         except ClaimedElsewhereError as exc:
             return Outcome(label, "claimed", steps, str(exc)), None
         except RotatorError as exc:
-            return Outcome(label, "failed", steps, str(exc)), None
+            return Outcome(label, "failed", steps, scrub(str(exc))), None
         except Exception as exc:
             import traceback
 
@@ -647,7 +659,7 @@ class Engine:
             self.notify_person(work.unit, work.rotation_id, work.step, exc.instruction)
             return "person"
         if isinstance(exc, RotatorError):
-            message = str(exc)
+            message = scrub(str(exc))  # an error body may echo a value back
         else:
             import traceback
 

@@ -209,3 +209,35 @@ def init_keys(directory: Path | None = None) -> list[Path]:
             os.unlink(staging / name)
         os.rmdir(staging)
     return [target / n for n in names]
+
+
+AUDIT_MAC_FILE = "audit-mac.key"
+
+
+def load_audit_mac_key(directory: Path | None = None) -> bytes:
+    """Return the audit MAC key (32 bytes), creating it 0600 beside the other keys if absent.
+
+    It authenticates each audit entry (DESIGN §4.12): it lives with the key files and
+    never in the database, so a database writer cannot make an entry the tool accepts.
+    Created on first use rather than by `rotate init`, so installations made before it
+    existed gain one without a step of their own.
+    """
+    path = (directory or keys_dir()) / AUDIT_MAC_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Written aside and linked into place, so a racing process never reads it half-written.
+        spare = path.with_name(f".{AUDIT_MAC_FILE}.{os.getpid()}.{_random.token_hex(4)}")
+        _write_new(spare, base64.b64encode(_random.token_bytes(32)) + b"\n")
+        try:
+            os.link(spare, path)
+        except FileExistsError:
+            pass  # another process created it first; read theirs
+        finally:
+            spare.unlink()
+    try:
+        material = base64.b64decode(read_private(path).strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise KeyMaterialError(f"the audit MAC key {path} is not base64") from None
+    if len(material) != 32:
+        raise KeyMaterialError(f"the audit MAC key {path} is {len(material)} bytes; expected 32")
+    return material

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
+from audit.trail import authenticated_approvals
 from rotator import machine as m
 from rotator import repository as repo
-from rotator.store.models import Approval, Rotation, SecretRecord
+from rotator.store.models import Rotation, SecretRecord
 from rotator.work import Unit, when
 
 if TYPE_CHECKING:
@@ -107,11 +108,10 @@ def facts(engine: Engine, s: Session, rotation: Rotation, unit: Unit, now: datet
     approval_required = any(
         inv.environments[e].require_approval for e in unit.promote_envs if e in inv.environments
     )
-    approved = (
-        s.exec(
-            select(Approval).where(Approval.rotation_id == rotation.id, Approval.kind == "approval")
-        ).first()
-        is not None
+    # Only an approval the tool itself wrote to the trail counts (a MAC under a key the
+    # database never holds): a row inserted behind its back grants nothing.
+    approved = rotation.state in (m.GENERATED, m.STAGED, m.VALIDATED) and bool(
+        authenticated_approvals(s, rotation.id, kind="approval")
     )
     return m.Facts(
         kind=rotation.kind,

@@ -11,6 +11,8 @@ import hmac
 import json
 from typing import Any, NoReturn
 
+from rotator.redact import register
+
 MASK = "**********"
 
 
@@ -25,6 +27,9 @@ class Secret:
         if not isinstance(value, str):
             raise TypeError("Secret takes a str")
         self._value = value
+        # Every value the process holds is scrubbed from text that leaves it (by value,
+        # since most credentials have no recognisable shape).
+        register(value)
 
     def reveal(self) -> str:
         """Return the clear value. Every caller is a place where the value may leak."""

@@ -92,3 +92,12 @@ def entry_problems(result: object) -> list[tuple[int | None, str]]:
 def checkpoint_problems(result: object) -> list[tuple[str, int | None, str]]:
     problems = result.problems  # type: ignore[attr-defined]
     return [(p.subject, p.number, p.reason) for p in problems if "checkpoint" in p.subject]
+
+
+def sign_and_verify(session: Session, key: Ed25519PrivateKey) -> object:
+    """Sign a checkpoint of the trail as the tool would, then verify it from the database."""
+    from audit.dbverify import verify_database
+
+    make_checkpoint(session, key, ORIGIN, KEY_NAME)
+    session.commit()
+    return verify_database(session, key.public_key(), origin=ORIGIN)

@@ -143,9 +143,12 @@ def test_checkpoint_signed_with_another_key(
 def test_copy_columns_are_not_trusted(
     trail: Engine, signing_key: Ed25519PrivateKey, sink: Path
 ) -> None:
-    """Changing only the query columns fools no one: the verifier reads the stored bytes."""
+    """Changing only the query columns is found: they are checked against the stored bytes."""
     tamper(
         trail,
         lambda conn: conn.execute(text("UPDATE audit_event SET actor = 'x', entry_hash = 'y'")),
     )
-    assert verify(trail, signing_key, sink).ok
+    result = verify(trail, signing_key, sink)
+    assert not result.ok
+    assert entry_problems(result) == [(n, "copy column mismatch") for n in range(1, 21)]
+    assert "entry_hash, actor disagree" in result.problems[0].detail

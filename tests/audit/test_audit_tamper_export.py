@@ -233,7 +233,9 @@ def test_deleted_checkpoint_line_breaks_the_checkpoint_chain(
     assert checkpoint_problems(result) == [("checkpoint", 2, "prev link mismatch")]
 
 
-def test_unanchored_tail_is_a_warning(tmp_path: Path, signing_key: Ed25519PrivateKey) -> None:
+def test_unanchored_tail_fails_unless_accepted(
+    tmp_path: Path, signing_key: Ed25519PrivateKey
+) -> None:
     path = tmp_path / "t.jsonl"
     with path.open("wb") as out:
         write_synthetic_export(out, 12, signing_key, checkpoint_every=5)
@@ -241,8 +243,12 @@ def test_unanchored_tail_is_a_warning(tmp_path: Path, signing_key: Ed25519Privat
     del lines[checkpoint_indexes(lines)[-1]]  # the closing checkpoint at 12
     write_lines(path, lines)
     result = verify_export(path, signing_key.public_key())
-    assert result.ok
-    assert any("entries 11..12" in w and "unanchored" in w for w in result.warnings)
+    assert not result.ok
+    assert [(p.subject, p.reason) for p in result.problems] == [("trail", "unsigned tail")]
+    assert "entries 11..12" in result.problems[0].detail
+    accepted = verify_export(path, signing_key.public_key(), allow_unsigned_tail=True)
+    assert accepted.ok
+    assert any("entries 11..12" in w and "unanchored" in w for w in accepted.warnings)
 
 
 def parse_time(text: str):  # type: ignore[no-untyped-def]

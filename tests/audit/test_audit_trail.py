@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from audit_test_support import sign_and_verify
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from freezegun import freeze_time
 from sqlalchemy import Engine, create_engine, func, select
 from sqlmodel import Session
 
-from audit.dbverify import verify_database
 from audit.entry import ZERO_HASH, decode_entry
 from audit.trail import append, iter_events, read_head
 from audit.verify import entry_hash
@@ -115,5 +115,5 @@ def test_concurrent_appenders_serialise_on_postgres(
         t.join()
     assert errors == []
     with Session(pg_engine) as session:
-        result = verify_database(session, signing_key.public_key())
+        result = sign_and_verify(session, signing_key)
     assert result.ok and result.entries_total == 100

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from audit_test_support import sign_and_verify
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, event, text
 from sqlmodel import Session
 
-from audit.dbverify import verify_database
 from audit.entry import ZERO_HASH, encode_entry, entry_hash
 from audit.trail import _place, append, read_head
 from rotator.errors import AuditWriteError
@@ -75,7 +75,7 @@ def test_a_rolled_back_append_leaves_no_stale_head(
         session.commit()
         assert third.seq == 1 and third.entry_hash == entry_hash(ZERO_HASH, third.entry)
         assert read_head(session) == (1, third.entry_hash)
-        result = verify_database(session, signing_key.public_key())
+        result = sign_and_verify(session, signing_key)
     assert result.ok and result.entries_total == 1
 
 
@@ -90,7 +90,7 @@ def test_a_rolled_back_savepoint_leaves_no_stale_head(
         second = append(session, event_type="stage", actor="cron")
         session.commit()
         assert (first.seq, second.seq) == (1, 2)
-        result = verify_database(session, signing_key.public_key())
+        result = sign_and_verify(session, signing_key)
     assert result.ok and result.entries_total == 2
 
 
@@ -108,7 +108,7 @@ def test_a_closed_session_reused_reads_the_head_again(
     assert (other_event.seq, again.seq) == (1, 2)
     assert again.entry_hash == entry_hash(other_event.entry_hash, again.entry)
     with Session(engine) as check:
-        assert verify_database(check, signing_key.public_key()).ok
+        assert sign_and_verify(check, signing_key).ok
     session.close()
 
 

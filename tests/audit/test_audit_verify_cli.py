@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from audit.checkpoint import append_to_sink, make_checkpoint
 from audit.export import export
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,12 +39,18 @@ def exported(
 ) -> tuple[Path, Path, Path]:
     sink = tmp_path / "sink"
     build_trail(sqlite_engine, signing_key, sink, count=12, every=5)
+    with Session(sqlite_engine) as session:
+        # The export's closing checkpoint, signed at export time as `rotate audit export` does.
+        closing = make_checkpoint(session, signing_key, ORIGIN, KEY_NAME)
+        assert closing is not None
+        session.commit()
+        append_to_sink(sink, closing.body)
     path = tmp_path / "export.jsonl"
     with Session(sqlite_engine) as session, path.open("wb") as out:
         summary = export(
             session, out, origin=ORIGIN, public_key_pem=pem(signing_key), key_name=KEY_NAME
         )
-    assert (summary.entries, summary.checkpoints) == (12, 2)
+    assert (summary.entries, summary.checkpoints) == (12, 3)
     key = tmp_path / "audit.pub.pem"
     key.write_bytes(pem(signing_key))
     return path, key, sink
@@ -64,8 +71,8 @@ def test_valid_export_exits_0(exported: tuple[Path, Path, Path]) -> None:
     done = run(path, "--public-key", key, "--checkpoints-file", sink)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert lines[-1] == "12/12 entries valid, 4/4 checkpoints valid"
-    assert "warning: entries 11..12 are not covered" in done.stdout
+    assert lines[-1] == "12/12 entries valid, 6/6 checkpoints valid"
+    assert "warning" not in done.stdout
 
 
 def test_tampered_export_exits_1_and_names_the_entry(exported: tuple[Path, Path, Path]) -> None:
@@ -77,7 +84,7 @@ def test_tampered_export_exits_1_and_names_the_entry(exported: tuple[Path, Path,
     done = run(path, "--public-key", key)
     assert done.returncode == 1
     assert done.stdout.splitlines()[0].startswith("entry 4 INVALID: hash mismatch")
-    assert done.stdout.splitlines()[-1] == "11/12 entries valid, 2/2 checkpoints valid"
+    assert done.stdout.splitlines()[-1] == "11/12 entries valid, 3/3 checkpoints valid"
     as_json = json.loads(run(path, "--public-key", key, "--json").stdout)
     assert as_json["valid"] is False
     assert as_json["problems"][0]["number"] == 4
@@ -93,7 +100,10 @@ def test_usage_and_io_errors_exit_2(
     not_a_key = tmp_path / "bad.pem"
     not_a_key.write_text("hello")
     assert run(path, "--public-key", not_a_key).returncode == 2
-    assert run(path, "--public-key", key, "--checkpoints-file", tmp_path / "nope").returncode == 2
+    # A named sink that is missing fails the verification itself (exit 1), with the reason.
+    missing = run(path, "--public-key", key, "--checkpoints-file", tmp_path / "nope")
+    assert missing.returncode == 1
+    assert missing.stdout.splitlines()[0] == f"sink INVALID: missing ({tmp_path / 'nope'})"
 
 
 def test_other_public_key_makes_every_checkpoint_invalid(

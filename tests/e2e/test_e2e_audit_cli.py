@@ -83,3 +83,57 @@ def test_a_checkpoint_every_n_events_reaches_the_sink(world: World) -> None:
     verified = w.rotate("audit", "verify", "--json")
     assert verified.returncode == 0, verified.stdout
     assert json.loads(verified.stdout)["valid"] is True
+
+
+def test_auditor_commands_are_read_only_plain_and_terminal_safe(world: World) -> None:
+    w = world
+    w.at("2027-01-10T11:00")
+    reason = "drill\x1b[2J\x1b[31m\rentry 1 VALID (forged line)\u202e"
+    actor = "sec\x1b]0;owned\x07@x"
+    done = w.rotate("emergency", RESEND, "--reason", reason, "--yes", actor=actor)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    log = w.rotate("audit", "log")
+    show = w.rotate("show", RESEND)
+    for out in (log.stdout, show.stdout):
+        assert not any(c in out for c in "\x1b\x07\r\u202e"), out
+    assert "drill\\x1b[2J\\x1b[31m\\x0dentry 1 VALID" in log.stdout
+    assert "sec\\x1b]0;owned\\x07@x" in log.stdout
+    # Stored as given: the JSON form carries the exact text.
+    started = w.rotate("audit", "log", "--type", "emergency.started", "--json")
+    entry = json.loads(started.stdout.splitlines()[0])
+    assert entry["details"]["reason"] == reason and entry["actor"] == actor
+
+    before = len(w.rotate("audit", "log", "--json").stdout.splitlines())
+    verified = w.rotate("audit", "verify")
+    assert verified.returncode == 0, verified.stdout
+    assert verified.stdout.splitlines()[-1].startswith("VALID: ")
+    assert len(w.rotate("audit", "log", "--json").stdout.splitlines()) == before
+
+    export = w.home.parent / "trail.jsonl"
+    human = w.rotate("audit", "export", str(export))
+    assert human.returncode == 0, human.stderr
+    assert human.stdout.startswith(f"exported {before} entries and ")
+    assert "ExportSummary" not in human.stdout
+    as_json = json.loads(w.rotate("audit", "export", str(export), "--json").stdout)
+    assert as_json["entries"] == before and as_json["checkpoints"] >= 1
+
+    sink = w.inventory.parent / "audit-checkpoints.log"
+    good = w.rotate("audit", "verify", str(export), "--checkpoints-file", str(sink))
+    assert good.returncode == 0, good.stdout
+    for bad_sink, reason_text in (("/dev/null", "is not a regular file"), ("/nope", "missing")):
+        bad = w.rotate("audit", "verify", str(export), "--checkpoints-file", bad_sink)
+        assert bad.returncode == 1 and f"sink INVALID: {reason_text}" in bad.stdout
+
+    lines = export.read_bytes().splitlines(keepends=True)
+    cut = [line for line in lines if not line.startswith(b'{"checkpoint"')]
+    export.write_bytes(b"".join(cut))
+    unsigned = w.rotate("audit", "verify", str(export))
+    assert unsigned.returncode == 1 and "trail INVALID: unsigned" in unsigned.stdout
+
+    report = w.home.parent / "report.html"
+    written = w.rotate("audit", "report", "--out", str(report), "--since", "2027-01-01")
+    assert written.returncode == 0, written.stdout + written.stderr
+    page = report.read_text()
+    assert page.index("Verification: VALID") < page.index("Emergencies")
+    assert "\x1b" not in page and "Time to contain" in page
