@@ -10,8 +10,14 @@ from rotator.targets.cloudflare_pages import PagesVariableTarget
 RETRY = r"/deployments/[^/]+/retry$"
 
 
+HELD = ["A", "B", "C", "RESEND_API_KEY"]
+
+
 def pages(http, credentials, deployment="preview", project="shop", **extra):
     options = {"account_id": ACCOUNT, "project": project, "deployment": deployment, **extra}
+    options.setdefault("variables", HELD)
+    if deployment == "preview":
+        options.setdefault("branch", "staging")
     return PagesVariableTarget(options, "staging", http, credentials, URLS)
 
 
@@ -131,7 +137,7 @@ def test_no_deployment_to_retry_is_explained(http, credentials, cloudflare):
     cloudflare.deployments = []
     target = pages(http, credentials)
     target.publish({"A": Secret("1")})
-    with pytest.raises(TargetError, match="no preview deployment"):
+    with pytest.raises(TargetError, match="no successful preview deployment of branch 'staging'"):
         target.finish()
 
 
@@ -155,6 +161,6 @@ def test_describe(http, credentials):
     ],
 )
 def test_option_values_are_checked(options, problem):
-    base = {"account_id": ACCOUNT, "project": "shop", "deployment": "preview"}
+    base = {"account_id": ACCOUNT, "project": "shop", "deployment": "preview", "branch": "staging"}
     problems = PagesVariableTarget.validate_options({**base, **options})
     assert any(p.startswith(problem) for p in problems), problems
