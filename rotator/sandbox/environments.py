@@ -92,7 +92,7 @@ def failing_secrets(world: World, binding: EnvironmentBinding) -> tuple[str, ...
         name
         for name, value in deployed_secrets(world, binding)
         if not (
-            world.resend.accepts(value)
+            world.resend.accepts(value, now, world.profile.credential_propagation_delay)
             or world.stripe.accepts(value, now)
             or world.apikeys.accepts(value, now)
             or world.google.accepts(binding.oauth_client_id, value)

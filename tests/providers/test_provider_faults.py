@@ -102,8 +102,17 @@ def test_resend_without_current_value_needs_a_person(make_ctx: MakeCtx) -> None:
 
 def test_resend_restricted_key_counts_as_valid(world: FakeWorld, make_ctx: MakeCtx) -> None:
     _, sending = world.resend.add_key("sending", permission="sending_access")
-    ResendProvider().validate(make_ctx(RESEND), Secret(sending))
+    options = {"permission": "sending_access"}
+    ResendProvider().validate(make_ctx(RESEND, options=options), Secret(sending))
     assert ResendProvider().verify_revoked(make_ctx(RESEND), "x", Secret(sending)) is False
+
+
+def test_resend_sending_key_where_full_access_is_configured_is_refused(
+    world: FakeWorld, make_ctx: MakeCtx
+) -> None:
+    _, sending = world.resend.add_key("sending", permission="sending_access")
+    with pytest.raises(ProviderRefusedError, match="is a sending_access key"):
+        ResendProvider().validate(make_ctx(RESEND), Secret(sending))
 
 
 def test_resend_revoke_of_a_key_already_gone_succeeds(world: FakeWorld, make_ctx: MakeCtx) -> None:
