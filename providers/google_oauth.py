@@ -63,10 +63,9 @@ class GoogleOAuthClientSecretProvider(HttpProvider):
 
     def accept_supplied(self, ctx: ProviderContext, value: Secret) -> Generated:
         """Check that Google authenticates the client with the supplied secret."""
+        # The person made it moments ago: a refusal now may be propagation.
         self.remember_created(value)
-        # A person is waiting at the prompt: answer at once; a value that is only new
-        # (not wrong) is waited for in the later validate step.
-        self._validate_once(ctx, value)
+        self.validate(ctx, value)
         return Generated(
             value=value,
             ref=f"supplied:{ctx.rotation_id}",
@@ -92,7 +91,8 @@ class GoogleOAuthClientSecretProvider(HttpProvider):
                 operation=op,
                 status=response.status_code,
             )
-        raise_for(response, self.name, op)
+        if response.status_code in (408, 429) or response.status_code >= 500:
+            raise_for(response, self.name, op)
         raise NeedsPersonError(
             f"Google's token endpoint answered {response.status_code} "
             f"({'/'.join(codes) or 'no error code'}) for OAuth client {client_id}, which "

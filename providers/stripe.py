@@ -51,10 +51,9 @@ class StripeProvider(HttpProvider):
     def accept_supplied(self, ctx: ProviderContext, value: Secret) -> Generated:
         """Check the supplied key's shape and that Stripe accepts it."""
         kind = self._check_shape(ctx, value, "accept_supplied")
+        # The person made it moments ago: a refusal now may be propagation.
         self.remember_created(value)
-        # A person is waiting at the prompt: answer at once; a value that is only new
-        # (not wrong) is waited for in the later validate step.
-        self._validate_once(ctx, value)
+        self.validate(ctx, value)
         return Generated(
             value=value,
             # Nothing Stripe-side names the key without the key, so the ref is ours.

@@ -14,6 +14,7 @@ from rotator.sandbox.faults import FaultProfile
 from tests.e2e.conftest import World
 
 RESEND = "BANDOFBAKERS_RESEND_API_KEY"
+STRIPE = "BANDOFBAKERS_STRIPE_SECRET_KEY"
 MANAGEMENT_ENV = "ROTATOR_E2E_RESEND_MANAGEMENT_KEY"
 
 
@@ -34,16 +35,25 @@ def _no_leaks(w: World) -> None:
         assert value not in text
 
 
-def test_an_emergency_completes_when_new_keys_are_refused_for_90_seconds(world: World) -> None:
+def test_an_emergency_completes_when_the_new_key_is_refused_for_90_seconds(
+    world: World,
+) -> None:
+    """The person supplies the Stripe key they just rolled; Stripe refuses it for 90 s."""
     w = world
     w.at("2027-01-12T10:00")
     w.sandbox.set_faults(FaultProfile("propagation", credential_propagation_delay=90.0))
     # The sandbox's 90 s pass in 9 s of wall-clock time, while the tool waits on its own.
     w.sandbox.world.clock = _running_clock(w.sandbox.world.now(), speed=10.0)
-    done = w.rotate("emergency", RESEND, "--reason", "leaked", "--yes", actor="sec@e2e")
-    assert done.returncode == 0, done.stdout + done.stderr
-    keys = w.sandbox.world.resend.keys
-    assert len(keys) == 1  # the new key only: the old one revoked, no second new one
+    started = w.rotate("emergency", STRIPE, "--reason", "leaked", "--yes", actor="sec@e2e")
+    assert started.returncode == 0, started.stdout + started.stderr
+    value = w.person.create(STRIPE, None)
+    supplied = w.rotate("supply", STRIPE, input=value + "\n", actor="ops@e2e")
+    assert supplied.returncode == 0, supplied.stdout + supplied.stderr
+    w.person.revoke_old(STRIPE, None)
+    confirmed = w.rotate("confirm", STRIPE, "--step", "revoke", actor="ops@e2e")
+    assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
+    shown = w.rotate("show", STRIPE, "--json")
+    assert '"completed"' in shown.stdout, shown.stdout
     _production_always_healthy(w)
     _no_leaks(w)
 
