@@ -175,3 +175,32 @@ def test_default_base_url_is_cloudflare(credentials):
     )
     target.publish({"A": Secret("b")})
     assert seen[0] == "https://api.cloudflare.com/client/v4/accounts/a/workers/scripts/s/secrets"
+
+
+def test_the_cloudflare_token_is_read_at_each_request(http, cloudflare, tmp_path, monkeypatch):
+    """Issue 13.7: a token replaced while the tool runs is used by the next request."""
+    from rotator.credentials import InventoryCredentials
+    from rotator.inventory import CredentialRef
+
+    monkeypatch.setenv("CF_TOKEN_UNDER_TEST", "an-old-token")
+    credentials = InventoryCredentials(
+        {
+            "cloudflare_api_token": CredentialRef(
+                "cloudflare_api_token", "CF_TOKEN_UNDER_TEST", None
+            )
+        },
+        tmp_path,
+    )
+    target = WorkersSecretTarget(
+        {"account_id": ACCOUNT, "script": "app-staging", "variables": ["RESEND_API_KEY"]},
+        "staging",
+        http,
+        credentials,
+        URLS,
+    )
+    with pytest.raises(TargetConfigError):
+        target.publish({"RESEND_API_KEY": Secret(VALUE)})
+    monkeypatch.setenv("CF_TOKEN_UNDER_TEST", TOKEN)
+    target.publish({"RESEND_API_KEY": Secret(VALUE)})
+    assert cloudflare.requests[-1].headers["authorization"] == f"Bearer {TOKEN}"
+    assert cloudflare.scripts["app-staging"] == {"RESEND_API_KEY": VALUE}
