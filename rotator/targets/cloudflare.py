@@ -84,6 +84,12 @@ class CloudflareApi:
             json=json,
         )
         status = response.status_code
+        # The shared budget (rotator/store/cloudflare_budget.py), when the runtime installed
+        # one, reads Cloudflare's own count of what is left for every client of the token.
+        budget = self._http.limits.get(self._kind)
+        observe = getattr(budget, "observe_headers", None)
+        if callable(observe):
+            observe(response.headers)
         try:
             body = response.json()
         except ValueError:
