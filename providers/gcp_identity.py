@@ -150,7 +150,8 @@ class GcpIdentityApiKeyProvider(HttpProvider):
         `API_KEY_INVALID` (400) is the answer for a key that does not exist; a key that is
         refused for a restriction (`API_KEY_SERVICE_BLOCKED`, `API_KEY_HTTP_REFERRER_BLOCKED`,
         an IP or app block) still exists and would work for a caller it allows. Without
-        `API_KEY_INVALID`, the key's own resource decides: gone or marked deleted.
+        `API_KEY_INVALID`, the key's own resource (looked up by its value) decides: gone
+        or marked deleted.
         """
         op = "verify_revoked"
         response = self._probe(ctx, value, op)
@@ -160,9 +161,8 @@ class GcpIdentityApiKeyProvider(HttpProvider):
             raise_for(response, self.name, op)
         if "API_KEY_INVALID" in error_codes(response):
             return True
-        if not _KEY_NAME.fullmatch(ref):
-            return False
-        found = self._get(ctx, self._token(ctx), ref, op)
+        # Ask by the value, not by the recorded ref: a wrong ref must not prove anything.
+        found = self._lookup(ctx, value, op)
         return found is None or bool(found.get("deleteTime"))
 
     def canonical_ref(self, ctx: ProviderContext, ref: str) -> str:
