@@ -350,26 +350,37 @@ class HttpProvider(Provider):
         _created[_digest(value)] = clock.now()
 
     def while_propagating(
-        self, ctx: ProviderContext, value: Secret, check: Callable[[], None]
+        self,
+        ctx: ProviderContext,
+        value: Secret,
+        check: Callable[[], None],
+        *,
+        person_waiting: bool = False,
     ) -> None:
         """Run `check`; while it refuses a value younger than the window, wait and retry.
 
         Waits inline (the client's sleep) up to `validate_wait` seconds (default 60), then
         asks to be retried later while the value is still inside the window; a refusal
-        after the window is final.
+        after the window is final. With `person_waiting` (a value typed at `rotate
+        supply`) it waits only `supply_wait` seconds (default 15) and then gives the
+        provider's refusal itself, so a mistyped value is not mistaken for a new one.
         """
         window = float(ctx.options.get("propagation_seconds", self.default_propagation))
-        budget = float(ctx.options.get("validate_wait", 60))
+        key = "supply_wait" if person_waiting else "validate_wait"
+        budget = float(ctx.options.get(key, 15 if person_waiting else 60))
+        last: ProviderRefusedError | None = None
         waited, delay = 0.0, 2.0
         while True:
             try:
                 check()
                 return
-            except ProviderRefusedError:
+            except ProviderRefusedError as refused:
                 age = self._age(ctx, value)
                 if age is None or age >= window:
                     raise
-                left = window - age
+                left, last = window - age, refused
+            if waited >= budget and person_waiting and last is not None:
+                raise last
             if waited >= budget:
                 raise RetryLaterError(
                     f"{ctx.secret_name}: the new value is still refused {age:.0f}s after it "

@@ -65,7 +65,9 @@ class GoogleOAuthClientSecretProvider(HttpProvider):
         """Check that Google authenticates the client with the supplied secret."""
         # The person made it moments ago: a refusal now may be propagation.
         self.remember_created(value)
-        self.validate(ctx, value)
+        self.while_propagating(
+            ctx, value, lambda: self._validate_once(ctx, value), person_waiting=True
+        )
         return Generated(
             value=value,
             ref=f"supplied:{ctx.rotation_id}",

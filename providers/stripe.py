@@ -53,7 +53,9 @@ class StripeProvider(HttpProvider):
         kind = self._check_shape(ctx, value, "accept_supplied")
         # The person made it moments ago: a refusal now may be propagation.
         self.remember_created(value)
-        self.validate(ctx, value)
+        self.while_propagating(
+            ctx, value, lambda: self._validate_once(ctx, value), person_waiting=True
+        )
         return Generated(
             value=value,
             # Nothing Stripe-side names the key without the key, so the ref is ours.

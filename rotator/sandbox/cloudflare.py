@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import secrets
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,8 @@ class WorkersScript:
     versions: list[WorkersVersion] = field(default_factory=list)
     # (version id, percentage) of the deployment serving traffic now.
     split: list[tuple[str, int]] = field(default_factory=list)
+    # How many times each secret was written (a put, or an entry of a bulk patch).
+    writes: Counter[str] = field(default_factory=Counter)
 
     def new_version(self, now: datetime, *, deploy: bool = True) -> WorkersVersion:
         """Record a new version; deploy it to 100 % unless it is only uploaded."""
@@ -355,6 +358,7 @@ def _put_secret(world: World, request: Request) -> Reply:
     if problem is not None:
         return problem
     script.secrets[str(name)] = ("secret_text", str(body["text"]))
+    script.writes[str(name)] += 1
     script.new_version(world.now())
     world.mark_changed()
     return Reply.json(200, envelope({"name": name, "type": "secret_text"}))
@@ -382,6 +386,7 @@ def _bulk_secrets(world: World, request: Request) -> Reply:
             script.secrets.pop(name, None)
         else:
             script.secrets[name] = ("secret_text", body["text"])
+            script.writes[name] += 1
     script.new_version(world.now())
     world.mark_changed()
     listed = [{"name": name, "type": kind} for name, (kind, _) in sorted(script.secrets.items())]

@@ -357,10 +357,24 @@ def test_stripe_key_refused_just_after_it_was_made_is_waited_for(
 ) -> None:
     """Issue 13.4: a refusal inside the propagation window is retried, never final."""
     ctx = make_ctx(STRIPE, options={"propagation_seconds": 600, "validate_wait": 10})
+    value = Secret("sk_live_" + "c" * 24)
+    provider = StripeProvider()
+    provider.remember_created(value)
     with pytest.raises(RetryLaterError, match="may take up to 600s") as caught:
-        StripeProvider().accept_supplied(ctx, Secret("sk_live_" + "c" * 24))
+        provider.validate(ctx, value)
     assert caught.value.retry_after is not None and caught.value.retry_after <= 30
     assert "c" * 24 not in str(caught.value)
+    assert sum(world.sleeps) == 10
+
+
+def test_a_supplied_key_is_waited_for_briefly_then_refused_as_stripe_says(
+    world: FakeWorld, make_ctx: MakeCtx
+) -> None:
+    ctx = make_ctx(STRIPE, options={"propagation_seconds": 600})
+    with pytest.raises(ProviderRefusedError) as caught:
+        StripeProvider().accept_supplied(ctx, Secret("sk_live_" + "d" * 24))
+    assert caught.value.status == 401
+    assert sum(world.sleeps) == 15  # supply_wait: a person is at the prompt
 
 
 def test_google_oauth_unauthorized_client_means_the_secret_authenticated(
