@@ -189,7 +189,9 @@ def resend_inventory(
             f'  {{ kind = "cloudflare-workers", account_id = "{account_id}", '
             f'script = "bandofbakers-{env}" }},\n'
             f'  {{ kind = "cloudflare-pages", account_id = "{account_id}", '
-            f'project = "bandofbakers", deployment = "{dep}" }},\n'
+            f'project = "bandofbakers", deployment = "{dep}"'
+            + (', branch = "staging"' if dep == "preview" else "")
+            + " },\n"
             "]\n"
         )
         for env, dep in (("staging", "preview"), ("production", "production"))

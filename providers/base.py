@@ -25,11 +25,13 @@ import hashlib
 import json as jsonlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from rotator import clock
 from rotator.errors import (
     NotSupportedError,
     ProviderRefusedError,
@@ -88,6 +90,9 @@ class ProviderContext:
     # True when an earlier attempt of this step may have reached the provider (a retry,
     # or a run after a crash): only then is it worth looking for what it created.
     resumed: bool = True
+    # When the value being validated was created or supplied, if the caller knows it: a
+    # refusal soon after is read as propagation, not as a wrong value.
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,15 @@ class Provider(ABC):
         False means "not yet": revocation is eventual, so the engine checks again later.
         `NotSupportedError` when the provider offers no way to tell.
         """
+
+    def canonical_ref(self, ctx: ProviderContext, ref: str) -> str:
+        """Return `ref` (a person's `rotate import --ref`) in the form `revoke` expects.
+
+        A provider whose references come in more than one form resolves any of them to
+        the one it stores, asking the provider that it names a live credential, and raises
+        `BadInputError` naming the accepted forms otherwise. The default takes `ref` as is.
+        """
+        return ref
 
     def instruction(self, ctx: ProviderContext, step: str) -> str:
         """Return what a person must do for `step` of this rotation, or an empty string."""
@@ -245,6 +259,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+_created: dict[str, datetime] = {}
+"""Digest of a value made or taken in this process → when (never the value itself)."""
+
+
+def _digest(value: Secret) -> str:
+    return hashlib.sha256(value.reveal().encode("utf-8")).hexdigest()
+
+
 def credential_name(ctx: ProviderContext, *, max_length: int = 50) -> str:
     """Return the name of this rotation's credential: `rotator-<secret>-<rotation id>`.
 
@@ -322,6 +344,65 @@ class HttpProvider(Provider):
         if response.status_code not in allow:
             raise_for(response, self.name, operation)
         return response
+
+    # Seconds after creation during which a refusal may be propagation (docs/contracts.md
+    # gives each provider's source); `propagation_seconds` in the options overrides it.
+    default_propagation: ClassVar[float] = 0.0
+
+    def remember_created(self, value: Secret) -> None:
+        """Note when this process made or took `value`, for `while_propagating`."""
+        _created[_digest(value)] = clock.now()
+
+    def while_propagating(
+        self,
+        ctx: ProviderContext,
+        value: Secret,
+        check: Callable[[], None],
+        *,
+        person_waiting: bool = False,
+    ) -> None:
+        """Run `check`; while it refuses a value younger than the window, wait and retry.
+
+        Waits inline (the client's sleep) up to `validate_wait` seconds (default 60), then
+        asks to be retried later while the value is still inside the window; a refusal
+        after the window is final. With `person_waiting` (a value typed at `rotate
+        supply`) it waits only `supply_wait` seconds (default 15) and then gives the
+        provider's refusal itself, so a mistyped value is not mistaken for a new one.
+        """
+        window = float(ctx.options.get("propagation_seconds", self.default_propagation))
+        key = "supply_wait" if person_waiting else "validate_wait"
+        budget = float(ctx.options.get(key, 15 if person_waiting else 60))
+        last: ProviderRefusedError | None = None
+        waited, delay = 0.0, 2.0
+        while True:
+            try:
+                check()
+                return
+            except ProviderRefusedError as refused:
+                age = self._age(ctx, value)
+                if age is None or age >= window:
+                    raise
+                left, last = window - age, refused
+            if waited >= budget and person_waiting and last is not None:
+                raise last
+            if waited >= budget:
+                raise RetryLaterError(
+                    f"{ctx.secret_name}: the new value is still refused {age:.0f}s after it "
+                    f"was created; {self.name} may take up to {window:.0f}s to accept it",
+                    retry_after=min(30.0, left),
+                    provider=self.name,
+                    operation="validate",
+                )
+            step = min(delay, left, budget - waited)
+            ctx.http.sleep(step)
+            waited += step
+            delay = min(delay * 2, 15.0)
+
+    def _age(self, ctx: ProviderContext, value: Secret) -> float | None:
+        created = ctx.created_at or _created.get(_digest(value))
+        if created is None:
+            return None
+        return (clock.now() - created).total_seconds()
 
     def option(self, ctx: ProviderContext, key: str, operation: str) -> Any:
         """Return the required option `key`, refusing clearly when the inventory lacks it."""

@@ -20,11 +20,12 @@ from providers.base import (
     HttpProvider,
     ProviderContext,
     credential_name,
+    error_codes,
     json_body,
     raise_for,
 )
 from rotator import clock
-from rotator.errors import ProviderRefusedError, RetryLaterError
+from rotator.errors import BadInputError, ProviderRefusedError, RetryLaterError
 from rotator.secret import Secret
 
 if TYPE_CHECKING:
@@ -144,14 +145,59 @@ class GcpIdentityApiKeyProvider(HttpProvider):
         return {"undelete": f"possible for 30 days: POST v2/{ref}:undelete"}
 
     def verify_revoked(self, ctx: ProviderContext, ref: str, value: Secret) -> bool:
-        """Return True when Identity Toolkit refuses the old key."""
-        response = self._probe(ctx, value, "verify_revoked")
+        """Return True only when Google proves the old key is gone.
+
+        `API_KEY_INVALID` (400) is the answer for a key that does not exist; a key that is
+        refused for a restriction (`API_KEY_SERVICE_BLOCKED`, `API_KEY_HTTP_REFERRER_BLOCKED`,
+        an IP or app block) still exists and would work for a caller it allows. Without
+        `API_KEY_INVALID`, the key's own resource (looked up by its value) decides: gone
+        or marked deleted.
+        """
+        op = "verify_revoked"
+        response = self._probe(ctx, value, op)
         if response.status_code == 200:
             return False
-        if response.status_code in (400, 401, 403):
+        if response.status_code >= 500 or response.status_code == 429:
+            raise_for(response, self.name, op)
+        if "API_KEY_INVALID" in error_codes(response):
             return True
-        raise_for(response, self.name, "verify_revoked")
-        return False
+        # Ask by the value, not by the recorded ref: a wrong ref must not prove anything.
+        found = self._lookup(ctx, value, op)
+        return found is None or bool(found.get("deleteTime"))
+
+    def canonical_ref(self, ctx: ProviderContext, ref: str) -> str:
+        """Return the key's resource name for a key id or resource name the key has now.
+
+        Accepts `idp-web-initial` (the key id, in the project of the `project` option) or
+        `projects/<project>/locations/global/keys/<id>`; asks Google that the key exists and
+        is not deleted, and returns the name Google gives it.
+        """
+        op = "canonical_ref"
+        forms = (
+            "the key id (e.g. idp-web-initial) or its resource name "
+            "projects/<project>/locations/global/keys/<key id>"
+        )
+        text = ref.strip()
+        if _KEY_NAME.fullmatch(text):
+            name = text
+        elif KEY_ID.fullmatch(text):
+            project = str(self.option(ctx, "project", op))
+            name = f"projects/{project}/locations/global/keys/{text}"
+        else:
+            raise BadInputError(
+                f"{ref!r} is not a Google Cloud API key reference for {ctx.secret_name}; "
+                f"give {forms} (Google Cloud console → APIs & Services → Credentials, or "
+                "`gcloud services api-keys list`)"
+            )
+        found = self._get(ctx, self._token(ctx), name, op)
+        if found is None or found.get("deleteTime"):
+            state = "is deleted" if found else "does not exist"
+            raise BadInputError(
+                f"the API key {name} {state} in Google Cloud; give {forms} of the key "
+                f"{ctx.secret_name} uses now"
+            )
+        given = found.get("name")
+        return str(given) if isinstance(given, str) and _KEY_NAME.fullmatch(given) else name
 
     def _token(self, ctx: ProviderContext) -> Secret:
         credential = str(ctx.options.get("credential", "gcp_service_account"))
@@ -195,6 +241,16 @@ class GcpIdentityApiKeyProvider(HttpProvider):
             copied = current.get("restrictions") if current else None
             if isinstance(copied, dict) and copied:
                 return copied
+            # Made up restrictions could lock the app out, none would open the key to
+            # anyone: a person chooses.
+            why = "has no restrictions" if current else "cannot be read"
+            raise ProviderRefusedError(
+                f"the current key {ctx.current_ref} {why}, so its restrictions cannot be "
+                f"copied to the new key of {ctx.secret_name}; set options.restrictions for "
+                "it in the inventory (an API Keys restrictions object; {} for none)",
+                provider=self.name,
+                operation=op,
+            )
         targets = ctx.options.get("api_targets", DEFAULT_API_TARGETS)
         restrictions: dict[str, Any] = {"apiTargets": [{"service": str(s)} for s in targets]}
         referrers = _referrers(ctx)

@@ -2,8 +2,12 @@
 
 Standard OAuth clients have no public API for secrets (PROVIDERS.md §4b), so a person
 adds and later deletes secrets; the tool checks a secret at the token endpoint with a
-bogus code: `invalid_grant` means the client authenticated, `invalid_client` that the
-secret is wrong (§4c).
+bogus code. RFC 6749 §5.2 has the token endpoint authenticate the client before it
+looks at the grant, and names the failure `invalid_client`; so `invalid_grant` (the code
+is bogus) and `unauthorized_client` (this client may not use the grant type) both mean
+the client authenticated with this secret, and `invalid_client` that it did not. Any
+other answer proves nothing: the tool then asks a person rather than guess. A secret
+added moments ago may be refused for a while (`propagation_seconds`, default 300).
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ if TYPE_CHECKING:
     import httpx
 
 _PROBE_CODE = "rotator-validation-probe"
-_WRONG_SECRET = ("invalid_client", "unauthorized_client", "deleted_client", "disabled_client")
+_WRONG_SECRET = ("invalid_client", "deleted_client", "disabled_client")
+# Answers that can only come after the client authenticated (RFC 6749 §5.2).
+_AUTHENTICATED = ("invalid_grant", "unauthorized_client")
 
 
 class GoogleOAuthClientSecretProvider(HttpProvider):
@@ -45,6 +51,9 @@ class GoogleOAuthClientSecretProvider(HttpProvider):
     default_urls: ClassVar[Mapping[str, str]] = {
         "token_url": "https://oauth2.googleapis.com/token",
     }
+    # Google's console warns that OAuth client changes may take 5 minutes or more to
+    # apply (docs/contracts.md); for a new secret the delay is not documented.
+    default_propagation: ClassVar[float] = 300.0
 
     def generate(self, ctx: ProviderContext) -> Generated:
         """Ask a person to add a secret to this environment's OAuth client."""
@@ -54,7 +63,11 @@ class GoogleOAuthClientSecretProvider(HttpProvider):
 
     def accept_supplied(self, ctx: ProviderContext, value: Secret) -> Generated:
         """Check that Google authenticates the client with the supplied secret."""
-        self.validate(ctx, value)
+        # The person made it moments ago: a refusal now may be propagation.
+        self.remember_created(value)
+        self.while_propagating(
+            ctx, value, lambda: self._validate_once(ctx, value), person_waiting=True
+        )
         return Generated(
             value=value,
             ref=f"supplied:{ctx.rotation_id}",
@@ -62,14 +75,17 @@ class GoogleOAuthClientSecretProvider(HttpProvider):
         )
 
     def validate(self, ctx: ProviderContext, value: Secret) -> None:
-        """Check the secret at the token endpoint; `invalid_grant` means it is right."""
+        """Check the secret at the token endpoint; an authenticated client means it is right."""
+        self.while_propagating(ctx, value, lambda: self._validate_once(ctx, value))
+
+    def _validate_once(self, ctx: ProviderContext, value: Secret) -> None:
         op = "validate"
         response = self._probe(ctx, value, op)
         codes = error_codes(response)
-        if response.status_code == 400 and "invalid_grant" in codes:
+        if any(code in codes for code in _AUTHENTICATED):
             return
+        client_id = self.option(ctx, "client_id", op)
         if any(code in codes for code in _WRONG_SECRET):
-            client_id = self.option(ctx, "client_id", op)
             raise ProviderRefusedError(
                 f"Google does not accept this secret for OAuth client {client_id} "
                 f"({'/'.join(codes)}); check that it was added to that client and copied whole",
@@ -77,12 +93,16 @@ class GoogleOAuthClientSecretProvider(HttpProvider):
                 operation=op,
                 status=response.status_code,
             )
-        raise_for(response, self.name, op)
-        raise ProviderRefusedError(
-            "the token endpoint gave an answer that proves nothing about the secret",
+        if response.status_code in (408, 429) or response.status_code >= 500:
+            raise_for(response, self.name, op)
+        raise NeedsPersonError(
+            f"Google's token endpoint answered {response.status_code} "
+            f"({'/'.join(codes) or 'no error code'}) for OAuth client {client_id}, which "
+            "proves neither that the secret is right nor wrong. Sign in with Google on the "
+            f"environment that uses it; if that works, run `rotate resume {ctx.secret_name}"
+            f"{env_flag(ctx)}`, otherwise supply the secret again",
             provider=self.name,
             operation=op,
-            status=response.status_code,
         )
 
     def revoke(
@@ -98,7 +118,7 @@ class GoogleOAuthClientSecretProvider(HttpProvider):
         op = "verify_revoked"
         response = self._probe(ctx, value, op)
         codes = error_codes(response)
-        if "invalid_grant" in codes:
+        if any(code in codes for code in _AUTHENTICATED):
             return False
         if any(code in codes for code in _WRONG_SECRET):
             return True

@@ -1,8 +1,13 @@
 """Rotate Resend API keys fully by API: create, validate, delete.
 
-The tool authenticates with the current value of the same secret (the first full-access
-key is made in the dashboard once). Resend accepts no idempotency key, so a create is
-named after the rotation and a repeat first looks for it by name (PROVIDERS.md §1).
+Creating, listing and deleting keys needs a full-access key: Resend answers any other
+call of a sending key with 401 `restricted_api_key`. The tool manages with the key named
+by the `management_key` option (a credential under `[credentials]`, as the tool's own
+are) and otherwise with the current value of the same secret, which only works while
+that is a full-access key; so a secret rotated as a sending key needs `management_key`.
+A sending key is proved valid by that very refusal: Resend checks the key before its
+permission. Resend accepts no idempotency key, so a create is named after the rotation
+and a repeat first looks for it by name (PROVIDERS.md §1).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from providers.base import (
     json_body,
     raise_for,
 )
-from rotator.errors import NeedsPersonError, RetryLaterError
+from rotator.errors import NeedsPersonError, ProviderRefusedError, RetryLaterError
 from rotator.secret import Secret
 
 if TYPE_CHECKING:
@@ -44,6 +49,8 @@ class ResendProvider(HttpProvider):
         max_live_credentials=None,
     )
     default_urls: ClassVar[Mapping[str, str]] = {"base_url": "https://api.resend.com"}
+    # A guess: Resend documents no delay before a new key works (docs/contracts.md).
+    default_propagation: ClassVar[float] = 120.0
 
     def generate(self, ctx: ProviderContext) -> Generated:
         """Create a key named after this rotation, deleting one an earlier attempt lost."""
@@ -80,27 +87,45 @@ class ResendProvider(HttpProvider):
                 operation=op,
                 status=response.status_code,
             )
-        return Generated(
-            value=Secret(token), ref=key_id, notes={"name": name, "permission": permission}
-        )
+        value = Secret(token)
+        self.remember_created(value)
+        return Generated(value=value, ref=key_id, notes={"name": name, "permission": permission})
 
     def validate(self, ctx: ProviderContext, value: Secret) -> None:
-        """Check that `value` authenticates (a sending-only key counts as valid)."""
+        """Check that `value` authenticates with the permission the inventory asks for."""
+        found: list[str] = []
+        self.while_propagating(ctx, value, lambda: found.append(self._permission(ctx, value)))
+        wanted = str(ctx.options.get("permission", "full_access"))
+        if found and found[-1] != wanted:
+            raise ProviderRefusedError(
+                f"the key authenticates but is a {found[-1]} key and {ctx.secret_name} is "
+                f"rotated as {wanted} (options.permission in the inventory)",
+                provider=self.name,
+                operation="validate",
+            )
+
+    def _permission(self, ctx: ProviderContext, value: Secret) -> str:
+        """Return the permission of a key Resend accepts; raise if it refuses the key."""
         op = "validate"
         response = self._probe(ctx, value, op)
         if response.status_code == 401 and _RESTRICTED in error_codes(response):
-            return
+            return "sending_access"
+        if response.status_code == 200:
+            return "full_access"
         raise_for(response, self.name, op)
+        raise ProviderRefusedError(
+            f"Resend answered {response.status_code} to the key check",
+            provider=self.name,
+            operation=op,
+            status=response.status_code,
+        )
 
     def revoke(
         self, ctx: ProviderContext, ref: str, value: Secret | None
     ) -> Mapping[str, str] | None:
         """Delete the key `ref`; a key already gone counts as deleted."""
         op = "revoke"
-        manager = ctx.current or value
-        if manager is None:
-            manager = self._manager_key(ctx, op)
-        self._delete(ctx, manager, ref, op)
+        self._delete(ctx, self._manager_key(ctx, op, fallback=value), ref, op)
         return {"deleted": "irreversible"}
 
     def verify_revoked(self, ctx: ProviderContext, ref: str, value: Secret) -> bool:
@@ -118,7 +143,7 @@ class ResendProvider(HttpProvider):
 
     def instruction(self, ctx: ProviderContext, step: str) -> str:
         """Return the one human step Resend needs: the first key, made in the dashboard."""
-        if ctx.current is not None:
+        if ctx.current is not None or ctx.options.get("management_key"):
             return ""
         return (
             f"The tool signs in to Resend with the current value of {ctx.secret_name}, and "
@@ -127,10 +152,28 @@ class ResendProvider(HttpProvider):
             f"with `rotate supply {ctx.secret_name}` (hidden prompt or stdin)."
         )
 
-    def _manager_key(self, ctx: ProviderContext, op: str) -> Secret:
-        if ctx.current is None:
+    def _manager_key(
+        self, ctx: ProviderContext, op: str, *, fallback: Secret | None = None
+    ) -> Secret:
+        """Return the full-access key the tool manages keys with."""
+        named = ctx.options.get("management_key")
+        if named:
+            return ctx.credentials.secret(str(named))
+        if ctx.options.get("permission") == "sending_access":
+            raise ProviderRefusedError(
+                f"{ctx.secret_name} is rotated as a sending key, and Resend refuses a sending "
+                "key everything but sending (401 restricted_api_key), so the tool cannot "
+                "create or delete keys with it. Create a full-access key for the tool in the "
+                "Resend dashboard, name it under [credentials] (e.g. resend_management = "
+                '{ env = "RESEND_MANAGEMENT_KEY" }) and set options.management_key = '
+                f'"resend_management" for {ctx.secret_name} in the inventory',
+                provider=self.name,
+                operation=op,
+            )
+        manager = ctx.current or fallback
+        if manager is None:
             raise NeedsPersonError(self.instruction(ctx, op), provider=self.name, operation=op)
-        return ctx.current
+        return manager
 
     def _probe(self, ctx: ProviderContext, value: Secret, op: str) -> httpx.Response:
         return self.send(

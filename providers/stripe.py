@@ -39,6 +39,8 @@ class StripeProvider(HttpProvider):
         max_live_credentials=None,
     )
     default_urls: ClassVar[Mapping[str, str]] = {"base_url": "https://api.stripe.com"}
+    # A guess: Stripe documents no delay before a new key works (docs/contracts.md).
+    default_propagation: ClassVar[float] = 60.0
 
     def generate(self, ctx: ProviderContext) -> Generated:
         """Ask a person to create an additional key in the Dashboard."""
@@ -49,7 +51,11 @@ class StripeProvider(HttpProvider):
     def accept_supplied(self, ctx: ProviderContext, value: Secret) -> Generated:
         """Check the supplied key's shape and that Stripe accepts it."""
         kind = self._check_shape(ctx, value, "accept_supplied")
-        self.validate(ctx, value)
+        # The person made it moments ago: a refusal now may be propagation.
+        self.remember_created(value)
+        self.while_propagating(
+            ctx, value, lambda: self._validate_once(ctx, value), person_waiting=True
+        )
         return Generated(
             value=value,
             # Nothing Stripe-side names the key without the key, so the ref is ours.
@@ -59,6 +65,9 @@ class StripeProvider(HttpProvider):
 
     def validate(self, ctx: ProviderContext, value: Secret) -> None:
         """Check that Stripe authenticates the key (`GET /v1/balance`)."""
+        self.while_propagating(ctx, value, lambda: self._validate_once(ctx, value))
+
+    def _validate_once(self, ctx: ProviderContext, value: Secret) -> None:
         op = "validate"
         kind = self._check_shape(ctx, value, op)
         response = self._balance(ctx, value, op)

@@ -321,6 +321,14 @@ def import_(
         str | None,
         typer.Option("--ref", help="The provider's id of this credential (not the value)."),
     ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Correct a wrong recorded current value or reference (audited; refused "
+            "while a rotation is in flight).",
+        ),
+    ] = False,
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -330,7 +338,7 @@ def import_(
     engine = _engine(inventory)
     unit = engine.unit(secret, env)
     value = _read_value(f"current value of {unit.label}")
-    vid = import_value(engine, unit, value, ref)
+    vid = import_value(engine, unit, value, ref, replace=replace)
     if as_json:
         _json({"secret": unit.spec.name, "environment": _env_of(unit), "version": vid})
         return

@@ -58,45 +58,86 @@ def _rotation_for(engine: Engine, unit: Unit, command: str) -> Rotation:
     raise engine.refuse(unit, command, refusal)
 
 
-def import_value(engine: Engine, unit: Unit, value: Secret, ref: str | None) -> str:
-    """Record the value in use today as the current credential of `unit`."""
+def import_value(
+    engine: Engine, unit: Unit, value: Secret, ref: str | None, *, replace: bool = False
+) -> str:
+    """Record the value in use today as the current credential of `unit`.
+
+    The reference is checked with the provider and stored in the form it revokes by (a
+    GCP key id becomes its resource name). With `replace`, a wrong recorded current value
+    or reference is corrected in place (audited, with both fingerprints), as long as no
+    rotation of the unit is in flight.
+    """
     rt = engine.rt
     with rt.store.read() as s:
         record_ = repo.find_secret(s, unit.spec.name, unit.scope_env)
         exists = record_ is not None and repo.version_in(s, record_.id or 0, repo.CURRENT)
-    if exists:
+        busy = [
+            r.id
+            for r in (repo.active_rotations(s, record_.id or 0) if record_ else [])
+            if m.in_flight(r.state, r.active)
+        ]
+    if exists and not replace:
         raise _refuse(
             engine,
             unit,
             "import",
-            f"{unit.label} already has a current value; rotate it instead "
-            "(`rotate emergency` if the recorded one is wrong)",
+            f"{unit.label} already has a current value; rotate it instead, or correct a "
+            "wrong recorded value or reference with `rotate import --replace`",
         )
+    if replace and busy:
+        raise _refuse(
+            engine,
+            unit,
+            "import",
+            f"rotation {busy[0]} of {unit.label} is in flight; finish or abort it before "
+            "replacing the recorded current value",
+        )
+    if ref:
+        ctx = rt.provider_context(unit.spec, unit.scope_env, "import")
+        ref = rt.provider(unit.spec.provider).canonical_ref(ctx, ref)
     with rt.store.write() as s:
         record = engine.record(s, unit)
         fingerprint = rt.fingerprint(value)
-        version = repo.add_version(
-            s,
-            rt.master_key,
-            record,
-            value,
-            state=repo.CURRENT,
-            ref=ref,
-            fingerprint=fingerprint,
-            rotation_id=None,
-            at=rt.clock(),
-        )
-        version.promoted_at = rt.clock()
-        engine.audit(
-            s,
-            "credential.imported",
-            unit=unit,
-            version=version.id,
-            fingerprint=fingerprint,
-            provider_ref=ref,
-        )
+        old = repo.version_in(s, record.id or 0, repo.CURRENT) if replace else None
+        if old is not None:
+            before = (old.fingerprint, old.provider_ref)
+            repo.replace_value(s, rt.master_key, record, old, value, ref, fingerprint)
+            engine.audit(
+                s,
+                "credential.import_replaced",
+                unit=unit,
+                version=old.id,
+                fingerprint=fingerprint,
+                provider_ref=ref,
+                was_fingerprint=before[0],
+                was_provider_ref=before[1],
+            )
+            version_id = old.id
+        else:
+            version = repo.add_version(
+                s,
+                rt.master_key,
+                record,
+                value,
+                state=repo.CURRENT,
+                ref=ref,
+                fingerprint=fingerprint,
+                rotation_id=None,
+                at=rt.clock(),
+            )
+            version.promoted_at = rt.clock()
+            engine.audit(
+                s,
+                "credential.imported",
+                unit=unit,
+                version=version.id,
+                fingerprint=fingerprint,
+                provider_ref=ref,
+            )
+            version_id = version.id
     engine.checkpoint()
-    return version.id
+    return version_id
 
 
 def start_emergency(engine: Engine, unit: Unit, reason: str, *, again: bool = False) -> str:

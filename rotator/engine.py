@@ -591,7 +591,9 @@ class Engine:
             rollback.tell_rolled_back(self, work, result)
         return result
 
-    def finish(self, work: Work, apply: Apply, status: str = "done") -> str:
+    def finish(
+        self, work: Work, apply: Apply, status: str = "done", *, report: list[str] | None = None
+    ) -> str:
         with self.rt.store.write() as s:
             rotation = repo.fenced(s, work.rotation_id, work.fence)
             before = rotation.state
@@ -610,6 +612,7 @@ class Engine:
                 step=work.step,
                 state_from=before,
                 state_to=rotation.state,
+                targets=report or None,
             )
             if rotation.state in m.TERMINAL:
                 rotation.next_check_at = None
@@ -728,6 +731,9 @@ class Engine:
             current=current[1] if current else None,
             current_ref=current[0].provider_ref if current else None,
             resumed=work.resumed,
+            # Providers retry a refusal of a value younger than their propagation window,
+            # across processes too: they need its age.
+            created_at=work.pending[0].created_at if work.pending else None,
         )
 
     def do_generate(self, work: Work) -> Apply:

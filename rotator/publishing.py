@@ -26,12 +26,22 @@ if TYPE_CHECKING:
     from rotator.engine import Engine
 
 
-def publish_env(engine: Engine, env: str, values: dict[str, Secret]) -> None:
+def publish_env(engine: Engine, env: str, values: dict[str, Secret]) -> list[str]:
+    """Publish to every target of `env`, then finish each; return what they report.
+
+    The report says which Pages deployment was rebuilt and why, which variables a target
+    left alone because it does not hold them: for the step's output and audit event.
+    """
     targets = engine.rt.targets(env)
     for target in targets:
         target.publish(values)
+    lines: list[str] = []
     for target in targets:
         target.finish()
+        for line in target.report():
+            engine.rt.progress(f"{env}: {line}")
+            lines.append(f"{env}: {line}")
+    return lines
 
 
 def after_publish(engine: Engine, work: Work, envs: tuple[str, ...]) -> tuple[Apply, str]:
@@ -46,10 +56,12 @@ def after_publish(engine: Engine, work: Work, envs: tuple[str, ...]) -> tuple[Ap
     targets = deploy_targets(engine, work.unit)
     published = {e: targets.get(e, []) for e in envs}
     if work.step == "stage":
+        if work.kind == m.EMERGENCY:
+            # Validation first: it waits out the provider's propagation window, so the
+            # health check that follows judges a value the provider already accepts.
+            provider.validate(engine.ctx(work), work.pending[1])
         for env in envs:
             require_healthy(engine, env)
-        if work.kind == m.EMERGENCY:
-            provider.validate(engine.ctx(work), work.pending[1])
         staged_at = engine.rt.clock().isoformat()
 
         def staged(s: Session, rotation: Rotation) -> None:
@@ -145,7 +157,7 @@ def republish(
             current=work.current_id,
             at=engine.rt.clock(),
         )
-    publish_env(engine, env, {work.unit.spec.variable: version[1]})
+    report = publish_env(engine, env, {work.unit.spec.variable: version[1]})
     with engine.rt.store.write() as s:
         repo.fenced(s, work.rotation_id, work.fence)
         mark_served(
@@ -165,6 +177,7 @@ def republish(
             environment_restored=env,
             version=version[0].id,
             targets=targets[env],
+            report=report or None,
         )
 
 
@@ -234,9 +247,10 @@ def publish_batch(engine: Engine, batch: list[Work]) -> list[Outcome]:
         for env in envs:
             by_env.setdefault(env, {})[work.unit.spec.variable] = work.pending[1]
     env_errors: dict[str, Exception] = {}
+    reports: dict[str, list[str]] = {}
     for env, values in by_env.items():
         try:
-            publish_env(engine, env, values)
+            reports[env] = publish_env(engine, env, values)
         except Exception as exc:
             env_errors[env] = exc
     outcomes = []
@@ -257,7 +271,7 @@ def publish_batch(engine: Engine, batch: list[Work]) -> list[Outcome]:
                 )
             )
             continue
-        engine.finish(work, apply)
+        engine.finish(work, apply, report=[line for e in envs for line in reports.get(e, [])])
         if failure:
             engine.rt.progress(f"{work.unit.label}: {work.step} done, but {failure}")
             outcomes.append(Outcome(work.unit.label, "done", [work.step], failure))

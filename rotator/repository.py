@@ -102,6 +102,26 @@ def add_version(
     return version
 
 
+def replace_value(
+    session: Session,
+    key: MasterKey,
+    record: SecretRecord,
+    version: CredentialVersion,
+    value: Secret,
+    ref: str | None,
+    fingerprint: str,
+) -> None:
+    """Correct a recorded value and reference in place (`rotate import --replace`)."""
+    version.ciphertext = encrypt(
+        key, value, associated_data(record.name, record.scope_env, version.id)
+    )
+    version.key_id = key.key_id
+    version.fingerprint = fingerprint
+    version.provider_ref = ref
+    session.add(version)
+    session.flush()
+
+
 def reveal(key: MasterKey, record: SecretRecord, version: CredentialVersion) -> Secret:
     """Decrypt one stored value; the caller audits who asked and why."""
     if version.ciphertext is None or version.key_id is None:

@@ -174,6 +174,7 @@ class Runtime:
         current: Secret | None = None,
         current_ref: str | None = None,
         resumed: bool = True,
+        created_at: datetime | None = None,
     ) -> ProviderContext:
         from providers.base import ProviderContext
 
@@ -188,6 +189,7 @@ class Runtime:
             current=current,
             current_ref=current_ref,
             resumed=resumed,
+            created_at=created_at,
         )
 
     def targets(self, environment: str) -> list[Target]:

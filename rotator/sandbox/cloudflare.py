@@ -1,9 +1,15 @@
 """Emulate Cloudflare Workers secrets and Pages projects under `/cloudflare/client/v4`.
 
-Workers: a secret put deploys a new version at once. Pages: a PATCH only changes the
-project's settings; values reach an environment when a deployment of it succeeds, and a
-deployment moves one stage per poll (queued, initialize, clone_repo, build, deploy), so a
-client must poll it as it would poll Cloudflare. Secret values are never returned.
+Workers: a secret put, delete or bulk patch makes one new version and deploys it at once;
+a script in a gradual deployment (two versions sharing traffic) refuses every secret
+change with error 10215, and a name bound as a plain `vars` variable cannot become a
+secret (error 10053, a guess at the code: see docs/contracts.md). Pages: a PATCH only
+changes the project's settings; values reach an environment when a deployment of it
+succeeds, and a deployment moves one stage per poll (queued, initialize, clone_repo,
+build, deploy), so a client must poll it as it would poll Cloudflare. Production is
+served by the `canonical_deployment`, which a rollback moves back to an older build;
+each preview branch is served by its own newest successful build. Secret values are
+never returned.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import copy
 import secrets
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -24,6 +31,9 @@ STAGES = ("queued", "initialize", "clone_repo", "build", "deploy")
 CONFIGS = ("preview", "production")
 ENV_VAR_TYPES = ("plain_text", "secret_text")
 RATE_LIMIT_CODE = 971
+NOT_FULLY_DEPLOYED = 10215
+BINDING_CLASH = 10053
+BULK_LIMIT = 100
 _CODES = {400: 10001, 401: 10000, 403: 10000, 404: 7003, 405: 10405, 429: RATE_LIMIT_CODE}
 
 
@@ -47,10 +57,48 @@ def _stamp(moment: datetime) -> str:
 
 
 @dataclass
+class WorkersVersion:
+    id: str
+    number: int
+    created: datetime
+
+
+@dataclass
 class WorkersScript:
+    """A Worker: its secrets (as of its latest version), plain vars, versions, deployment."""
+
     name: str
     secrets: dict[str, tuple[str, str]] = field(default_factory=dict)
     version: int = 1
+    vars: dict[str, str] = field(default_factory=dict)
+    versions: list[WorkersVersion] = field(default_factory=list)
+    # (version id, percentage) of the deployment serving traffic now.
+    split: list[tuple[str, int]] = field(default_factory=list)
+    # How many times each secret was written (a put, or an entry of a bulk patch).
+    writes: Counter[str] = field(default_factory=Counter)
+
+    def new_version(self, now: datetime, *, deploy: bool = True) -> WorkersVersion:
+        """Record a new version; deploy it to 100 % unless it is only uploaded."""
+        self.version += 1
+        made = WorkersVersion(str(uuid.uuid4()), self.version, now)
+        self.versions.append(made)
+        if deploy:
+            self.split = [(made.id, 100)]
+        return made
+
+    def start_gradual(self, now: datetime, percentage: int = 10) -> WorkersVersion:
+        """Upload a version and send `percentage` of traffic to it (wrangler versions deploy)."""
+        if not self.versions:
+            self.new_version(now)
+        current = self.versions[-1]
+        made = self.new_version(now, deploy=False)
+        self.split = [(made.id, percentage), (current.id, 100 - percentage)]
+        return made
+
+    @property
+    def fully_deployed(self) -> bool:
+        latest = self.versions[-1].id if self.versions else None
+        return latest is None or self.split == [(latest, 100)]
 
 
 @dataclass
@@ -66,6 +114,12 @@ class PagesDeployment:
     fails: bool = False
     step: int = 0
     stage_times: list[datetime] = field(default_factory=list)
+    skipped: bool = False
+
+    @property
+    def branch(self) -> str | None:
+        branch = (self.trigger.get("metadata") or {}).get("branch")
+        return branch if isinstance(branch, str) else None
 
     @property
     def finished(self) -> bool:
@@ -115,7 +169,7 @@ class PagesDeployment:
             "aliases": None,
             "created_on": _stamp(self.created),
             "modified_on": _stamp(modified),
-            "is_skipped": False,
+            "is_skipped": self.skipped,
             "deployment_trigger": self.trigger,
             "env_vars": _masked(self.env_vars),
             "latest_stage": stages[min(self.step, len(STAGES) - 1)],
@@ -144,6 +198,7 @@ class PagesProject:
         default_factory=lambda: {config: {"env_vars": {}} for config in CONFIGS}
     )
     deployments: list[PagesDeployment] = field(default_factory=list)
+    canonical_id: str | None = None
 
     def deploy(
         self, environment: str, now: datetime, trigger: dict[str, Any], *, fails: bool = False
@@ -155,9 +210,49 @@ class PagesProject:
         self.deployments.append(deployment)
         return deployment
 
-    def live_deployment(self, environment: str) -> PagesDeployment | None:
-        """Return the latest successful deployment: the one serving that environment."""
-        done = [d for d in self.deployments if d.environment == environment and d.succeeded]
+    def settle(self, deployment: PagesDeployment) -> None:
+        """A production build that succeeded becomes the one serving visitors."""
+        if deployment.environment == "production" and deployment.succeeded:
+            self.canonical_id = deployment.id
+
+    def push(
+        self,
+        environment: str,
+        branch: str,
+        commit: str,
+        now: datetime,
+        *,
+        fails: bool = False,
+        skipped: bool = False,
+    ) -> PagesDeployment:
+        """Build `commit` of `branch` to the end, as a git push would (tests and seeding)."""
+        trigger = {
+            "type": "push",
+            "metadata": {"branch": branch, "commit_hash": commit, "commit_message": "push"},
+        }
+        deployment = self.deploy(environment, now, trigger, fails=fails)
+        deployment.skipped = skipped
+        if skipped:
+            deployment.fails = True
+        while not deployment.finished:
+            deployment.advance(now)
+        self.settle(deployment)
+        return deployment
+
+    def live_deployment(
+        self, environment: str, branch: str | None = None
+    ) -> PagesDeployment | None:
+        """Return the deployment serving that environment (and preview branch)."""
+        if environment == "production":
+            return next((d for d in self.deployments if d.id == self.canonical_id), None)
+        done = [
+            d
+            for d in self.deployments
+            if d.environment == environment
+            and d.succeeded
+            and not d.skipped
+            and branch in (None, d.branch)
+        ]
         return done[-1] if done else None
 
     def view(self) -> dict[str, Any]:
@@ -181,12 +276,25 @@ class PagesProject:
         }
 
 
+BUDGET = 1200
+BUDGET_WINDOW = 300.0
+
+
 @dataclass
 class CloudflareAccount:
     account_id: str
     api_token: str = field(default_factory=lambda: secrets.token_urlsafe(30))
     scripts: dict[str, WorkersScript] = field(default_factory=dict)
     projects: dict[str, PagesProject] = field(default_factory=dict)
+    spent: list[datetime] = field(default_factory=list)
+
+    def spend(self, now: datetime) -> str:
+        """Count one request against the 5-minute budget; return its `Ratelimit` header."""
+        self.spent = [t for t in self.spent if (now - t).total_seconds() < BUDGET_WINDOW]
+        self.spent.append(now)
+        reset = BUDGET_WINDOW - (now - self.spent[0]).total_seconds()
+        remaining = max(0, BUDGET - len(self.spent))
+        return f'"default";r={remaining};t={max(1, round(reset))}'
 
 
 def _authorise(world: World, request: Request) -> Reply | None:
@@ -210,22 +318,141 @@ def _script(world: World, request: Request) -> WorkersScript | Reply:
     return script
 
 
+def _refuse_change(script: WorkersScript, names: list[str]) -> Reply | None:
+    """Refuse a secret change the way Cloudflare does: a gradual rollout, a vars clash."""
+    if not script.fully_deployed:
+        return cloudflare_error(
+            400,
+            "You attempted to modify a secret, but the latest version of your Worker isn't "
+            "currently deployed. Please ensure that the latest version of your Worker is fully "
+            "deployed (wrangler versions deploy) before updating secrets.",
+            NOT_FULLY_DEPLOYED,
+        )
+    clash = sorted(set(names) & set(script.vars))
+    if clash:
+        return cloudflare_error(400, f"Binding name '{clash[0]}' already in use", BINDING_CLASH)
+    return None
+
+
+def _secret_problem(name: Any, body: Any) -> Reply | None:
+    if not isinstance(name, str) or not name:
+        return cloudflare_error(400, "A secret needs a name.", 10021)
+    if not isinstance(body, dict):
+        return cloudflare_error(400, f"secret {name!r} must be an object or null", 10021)
+    if body.get("type") != "secret_text":
+        return cloudflare_error(400, "The sandbox stores only secret_text secrets.", 10021)
+    if body.get("name", name) != name:
+        return cloudflare_error(400, f"secret {name!r} carries another name", 10021)
+    if not isinstance(body.get("text"), str):
+        return cloudflare_error(400, "A secret_text secret needs a text value.", 10021)
+    return None
+
+
 def _put_secret(world: World, request: Request) -> Reply:
     script = _script(world, request)
     if isinstance(script, Reply):
         return script
     body = request.json_object()
-    name, text, kind = body.get("name"), body.get("text"), body.get("type")
-    if not isinstance(name, str) or not name:
-        return cloudflare_error(400, "A secret needs a name.", 10021)
-    if kind != "secret_text":
-        return cloudflare_error(400, "The sandbox stores only secret_text secrets.", 10021)
-    if not isinstance(text, str):
-        return cloudflare_error(400, "A secret_text secret needs a text value.", 10021)
-    script.secrets[name] = (kind, text)
-    script.version += 1
+    name = body.get("name")
+    problem = _secret_problem(name, body) or _refuse_change(script, [str(name)])
+    if problem is not None:
+        return problem
+    script.secrets[str(name)] = ("secret_text", str(body["text"]))
+    script.writes[str(name)] += 1
+    script.new_version(world.now())
     world.mark_changed()
-    return Reply.json(200, envelope({"name": name, "type": kind}))
+    return Reply.json(200, envelope({"name": name, "type": "secret_text"}))
+
+
+def _bulk_secrets(world: World, request: Request) -> Reply:
+    """Apply a JSON Merge Patch of secrets as one version (PATCH .../secrets-bulk)."""
+    script = _script(world, request)
+    if isinstance(script, Reply):
+        return script
+    changes = request.json_object().get("secrets")
+    if not isinstance(changes, dict) or not changes:
+        return cloudflare_error(400, "secrets must be a non-empty object", 10021)
+    if len(changes) > BULK_LIMIT:
+        return cloudflare_error(400, f"at most {BULK_LIMIT} operations per request", 10021)
+    for name, body in changes.items():
+        problem = None if body is None else _secret_problem(name, body)
+        if problem is not None:
+            return problem
+    refused = _refuse_change(script, [n for n, b in changes.items() if b is not None])
+    if refused is not None:
+        return refused
+    for name, body in changes.items():
+        if body is None:
+            script.secrets.pop(name, None)
+        else:
+            script.secrets[name] = ("secret_text", body["text"])
+            script.writes[name] += 1
+    script.new_version(world.now())
+    world.mark_changed()
+    listed = [{"name": name, "type": kind} for name, (kind, _) in sorted(script.secrets.items())]
+    return Reply.json(200, envelope(listed))
+
+
+def _get_settings(world: World, request: Request) -> Reply:
+    script = _script(world, request)
+    if isinstance(script, Reply):
+        return script
+    bindings: list[dict[str, Any]] = [
+        {"type": "plain_text", "name": name, "text": text} for name, text in script.vars.items()
+    ]
+    bindings += [{"type": kind, "name": name} for name, (kind, _) in script.secrets.items()]
+    settings = {"bindings": bindings, "compatibility_date": "2026-01-01", "logpush": False}
+    return Reply.json(200, envelope(settings))
+
+
+def _list_versions(world: World, request: Request) -> Reply:
+    script = _script(world, request)
+    if isinstance(script, Reply):
+        return script
+    items = [
+        {"id": v.id, "number": v.number, "metadata": {"created_on": _stamp(v.created)}}
+        for v in reversed(script.versions)
+    ]
+    return Reply.json(200, envelope({"items": items}))
+
+
+def _list_script_deployments(world: World, request: Request) -> Reply:
+    script = _script(world, request)
+    if isinstance(script, Reply):
+        return script
+    deployments = []
+    if script.split:
+        deployments.append(
+            {
+                "id": f"deployment-{script.version}",
+                "source": "api",
+                "strategy": "percentage",
+                "versions": [{"version_id": v, "percentage": p} for v, p in script.split],
+            }
+        )
+    return Reply.json(200, envelope({"deployments": deployments}))
+
+
+def _create_script_deployment(world: World, request: Request) -> Reply:
+    """Deploy versions by percentage, as `wrangler versions deploy` does."""
+    script = _script(world, request)
+    if isinstance(script, Reply):
+        return script
+    body = request.json_object()
+    versions = body.get("versions")
+    known = {v.id for v in script.versions}
+    split: list[tuple[str, int]] = []
+    for item in versions if isinstance(versions, list) else []:
+        if not isinstance(item, dict) or item.get("version_id") not in known:
+            return cloudflare_error(400, "unknown version_id", 10001)
+        split.append((str(item["version_id"]), int(item.get("percentage", 0))))
+    if not split or sum(p for _, p in split) != 100:
+        return cloudflare_error(400, "percentages must add up to 100", 10001)
+    script.split = split
+    world.mark_changed()
+    return Reply.json(
+        200, envelope({"id": f"deployment-{script.version}", "strategy": "percentage"})
+    )
 
 
 def _list_secrets(world: World, request: Request) -> Reply:
@@ -250,9 +477,12 @@ def _delete_secret(world: World, request: Request) -> Reply:
     script = _script(world, request)
     if isinstance(script, Reply):
         return script
+    refused = _refuse_change(script, [])
+    if refused is not None:
+        return refused
     if script.secrets.pop(request.params["name"], None) is None:
         return cloudflare_error(404, "workers.api.error.secret_not_found", 10056)
-    script.version += 1
+    script.new_version(world.now())
     world.mark_changed()
     return Reply.json(200, envelope(None))
 
@@ -357,8 +587,24 @@ def _get_deployment(world: World, request: Request) -> Reply:
     if isinstance(deployment, Reply):
         return deployment
     if deployment.advance(world.now()):
+        world.cloudflare.projects[deployment.project].settle(deployment)
         world.mark_changed()
     return Reply.json(200, envelope(deployment.view()))
+
+
+def _rollback_deployment(world: World, request: Request) -> Reply:
+    """Serve an older successful production build again (the dashboard's rollback)."""
+    target = _deployment(world, request)
+    if isinstance(target, Reply):
+        return target
+    request.json_object()
+    if target.environment != "production" or not target.succeeded:
+        return cloudflare_error(
+            400, "You can only rollback to successful builds on production.", 8000000
+        )
+    world.cloudflare.projects[target.project].canonical_id = target.id
+    world.mark_changed()
+    return Reply.json(200, envelope(target.view()))
 
 
 def _retry_deployment(world: World, request: Request) -> Reply:
@@ -382,15 +628,21 @@ FAMILY = Family(
     "/cloudflare/client/v4",
     cloudflare_error,
     extra_headers={
-        "ratelimit": '"default";r=1199;t=300',
         "ratelimit-policy": '"default";q=1200;w=300',
     },
 )
 
 _ACCOUNT = "/cloudflare/client/v4/accounts/{account}"
-_SCRIPT = _ACCOUNT + "/workers/scripts/{script}/secrets"
+_WORKER = _ACCOUNT + "/workers/scripts/{script}"
+_SCRIPT = _WORKER + "/secrets"
 _PROJECT = _ACCOUNT + "/pages/projects/{project}"
 ROUTES: list[Route] = [
+    route("PATCH", _WORKER + "/secrets-bulk", _bulk_secrets),
+    route("GET", _WORKER + "/settings", _get_settings),
+    route("GET", _WORKER + "/versions", _list_versions),
+    route("GET", _WORKER + "/deployments", _list_script_deployments),
+    route("POST", _WORKER + "/deployments", _create_script_deployment),
+    route("POST", _PROJECT + "/deployments/{deployment}/rollback", _rollback_deployment),
     route("PUT", _SCRIPT, _put_secret),
     route("GET", _SCRIPT, _list_secrets),
     route("GET", _SCRIPT + "/{name}", _get_secret),

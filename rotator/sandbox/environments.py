@@ -27,6 +27,8 @@ class EnvironmentBinding:
     pages_project: str
     pages_config: str
     oauth_client_id: str
+    # The git branch whose builds serve this environment (one preview config serves many).
+    pages_branch: str = "main"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ DEFAULT_ENVIRONMENTS = (
         "bandofbakers",
         "preview",
         "100000000002-bandofbakers-staging.apps.googleusercontent.com",
+        "staging",
     ),
     EnvironmentBinding(
         "production",
@@ -73,7 +76,7 @@ def deployed_secrets(world: World, binding: EnvironmentBinding) -> list[tuple[st
     if script is not None:
         found.extend((name, text) for name, (_, text) in script.secrets.items())
     project = world.cloudflare.projects.get(binding.pages_project)
-    live = project.live_deployment(binding.pages_config) if project else None
+    live = project.live_deployment(binding.pages_config, binding.pages_branch) if project else None
     if live is not None:
         found.extend(
             (name, str(var.get("value", "")))
@@ -89,7 +92,7 @@ def failing_secrets(world: World, binding: EnvironmentBinding) -> tuple[str, ...
         name
         for name, value in deployed_secrets(world, binding)
         if not (
-            world.resend.accepts(value)
+            world.resend.accepts(value, now, world.profile.credential_propagation_delay)
             or world.stripe.accepts(value, now)
             or world.apikeys.accepts(value, now)
             or world.google.accepts(binding.oauth_client_id, value)

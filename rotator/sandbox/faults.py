@@ -44,6 +44,8 @@ class FaultProfile:
     pages_deploy_fails: bool = False
     stripe_expiry_delay: float = 0.0
     key_propagation_delay: float = 0.0
+    # Seconds a new Resend key, Stripe key or OAuth client secret is refused as unknown.
+    credential_propagation_delay: float = 0.0
     resend_invalid_key: InvalidKeyStyle = "validation_error"
 
     def __post_init__(self) -> None:
@@ -52,7 +54,15 @@ class FaultProfile:
             raise ValueError("fault shares must be between 0 and 1 and add up to at most 1")
         if self.resend_invalid_key not in ("validation_error", "invalid_api_key"):
             raise ValueError("resend_invalid_key is 'validation_error' or 'invalid_api_key'")
-        if min(self.latency, self.lro_seconds, self.stripe_expiry_delay) < 0:
+        if (
+            min(
+                self.latency,
+                self.lro_seconds,
+                self.stripe_expiry_delay,
+                self.credential_propagation_delay,
+            )
+            < 0
+        ):
             raise ValueError("delays cannot be negative")
         if self.lro_polls < 0 or self.cloudflare_burst < 1 or self.retry_after < 0:
             raise ValueError("counts must be positive")

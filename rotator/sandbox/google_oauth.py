@@ -71,9 +71,12 @@ class OAuthClient:
         self.secrets[secret.id] = secret
         return secret
 
-    def accepts(self, value: str) -> bool:
+    def accepts(self, value: str, now: datetime | None = None, delay: float = 0.0) -> bool:
         return any(
-            s.enabled and secrets.compare_digest(s.value, value) for s in self.secrets.values()
+            s.enabled
+            and secrets.compare_digest(s.value, value)
+            and not (now and delay > 0 and (now - s.created).total_seconds() < delay)
+            for s in self.secrets.values()
         )
 
 
@@ -119,7 +122,7 @@ def _client_grant(world: World, request: Request, form: dict[str, str], grant: s
     client = world.google.clients.get(client_id)
     if client is None:
         return oauth_error(401, "The OAuth client was not found.", "invalid_client")
-    if not client.accepts(client_secret):
+    if not client.accepts(client_secret, world.now(), world.profile.credential_propagation_delay):
         return oauth_error(401, "Unauthorized", "invalid_client")
     if grant == "authorization_code":
         return oauth_error(400, "Malformed auth code.", "invalid_grant")

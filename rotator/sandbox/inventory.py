@@ -51,7 +51,7 @@ def sandbox_inventory(
         'health_path = "/api/health"\n__TARGETS__\n',
     )
     parts = overrides.split("__TARGETS__")
-    staging_targets = _targets(account, "staging", "preview")
+    staging_targets = _targets(account, "staging", "preview", 'branch = "staging", ')
     production_targets = _targets(account, "production", "production")
     overrides = (
         parts[0]
@@ -130,13 +130,13 @@ concurrency = 16
     return path
 
 
-def _targets(account: str, env: str, deployment: str) -> str:
+def _targets(account: str, env: str, deployment: str, branch: str = "") -> str:
     return (
         "targets = [\n"
         f'  {{ kind = "cloudflare-workers", account_id = "{account}", '
         f'script = "bandofbakers-{env}" }},\n'
         f'  {{ kind = "cloudflare-pages", account_id = "{account}", project = "bandofbakers", '
-        f'deployment = "{deployment}", poll_interval = {POLL_INTERVAL} }},\n'
+        f'deployment = "{deployment}", {branch}poll_interval = {POLL_INTERVAL} }},\n'
         "]\n"
     )
 

@@ -77,8 +77,14 @@ class ResendAccount:
     def by_token(self, token: str) -> ResendKey | None:
         return next((k for k in self.keys.values() if secrets.compare_digest(k.token, token)), None)
 
-    def accepts(self, value: str) -> bool:
-        return self.by_token(value) is not None
+    def accepts(self, value: str, now: datetime | None = None, delay: float = 0.0) -> bool:
+        key = self.by_token(value)
+        return key is not None and not (now and propagating(key.created_at, now, delay))
+
+
+def propagating(created: datetime, now: datetime, delay: float) -> bool:
+    """Return True while a new credential is not yet accepted everywhere."""
+    return delay > 0 and (now - created).total_seconds() < delay
 
 
 def _authorise(world: World, request: Request, *, managing: bool) -> ResendKey | Reply:
@@ -95,6 +101,10 @@ def _authorise(world: World, request: Request, *, managing: bool) -> ResendKey |
             "missing_api_key",
         )
     key = world.resend.by_token(token)
+    if key is not None and propagating(
+        key.created_at, world.now(), world.profile.credential_propagation_delay
+    ):
+        key = None
     if key is None:
         if world.profile.resend_invalid_key == "invalid_api_key":
             return resend_error(403, "API key is invalid", "invalid_api_key")

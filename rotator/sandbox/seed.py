@@ -89,10 +89,6 @@ def _deploy(world: World, seeded: Mapping[str, SeededValue]) -> None:
     from rotator.sandbox.cloudflare import PagesProject, WorkersScript
 
     now = world.now()
-    trigger = {
-        "type": "push",
-        "metadata": {"branch": "main", "commit_hash": "0" * 40, "commit_message": "Launch"},
-    }
     for name, binding in world.environments.items():
         values = {
             value.secret: value.value
@@ -103,11 +99,10 @@ def _deploy(world: World, seeded: Mapping[str, SeededValue]) -> None:
             binding.workers_script, WorkersScript(binding.workers_script)
         )
         script.secrets.update({key: ("secret_text", text) for key, text in values.items()})
+        script.new_version(now)
         project = world.cloudflare.projects.setdefault(
             binding.pages_project, PagesProject(binding.pages_project, now)
         )
         env_vars = project.deployment_configs[binding.pages_config].setdefault("env_vars", {})
         env_vars.update({key: {"type": "secret_text", "value": v} for key, v in values.items()})
-        deployment = project.deploy(binding.pages_config, now, trigger)
-        while not deployment.finished:
-            deployment.advance(now)
+        project.push(binding.pages_config, binding.pages_branch, "0" * 40, now)

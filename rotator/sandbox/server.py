@@ -222,6 +222,9 @@ class Sandbox:
             reply = self._apply(match, request)
         for name, value in match.family.extra_headers.items():
             reply.headers.setdefault(name, value)
+        if match.family.name == "cloudflare":
+            with world.lock:
+                reply.headers.setdefault("ratelimit", world.cloudflare.spend(world.now()))
         if number is not None:
             self._call_hook(number, method, path, "after")
         return reply

@@ -120,7 +120,8 @@ def _authorise(world: World, request: Request, permission: str) -> StripeKey | R
             "YOUR_SECRET_KEY').",
         )
     key = world.stripe.by_secret(value)
-    if key is None:
+    delay = world.profile.credential_propagation_delay
+    if key is None or (delay > 0 and (world.now() - key.created).total_seconds() < delay):
         return stripe_error(401, f"Invalid API Key provided: {masked(value)}")
     if not key.accepted(world.now()):
         return stripe_error(401, f"Expired API Key provided: {masked(value)}", "api_key_expired")

@@ -110,6 +110,14 @@ class Target(ABC):
         """Do what must happen once per environment and run after every publish."""
         return None
 
+    def report(self) -> list[str]:
+        """Return, for the step's output and audit event, what was done beyond the values.
+
+        Lines such as which Pages deployment was rebuilt and why, or which variables were
+        left alone because the target does not hold them. Never a value.
+        """
+        return []
+
     @abstractmethod
     def describe(self) -> str:
         """Name this target for people, e.g. `cloudflare-workers bandofbakers-staging`."""

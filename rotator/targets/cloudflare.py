@@ -84,6 +84,12 @@ class CloudflareApi:
             json=json,
         )
         status = response.status_code
+        # The shared budget (rotator/store/cloudflare_budget.py), when the runtime installed
+        # one, reads Cloudflare's own count of what is left for every client of the token.
+        budget = self._http.limits.get(self._kind)
+        observe = getattr(budget, "observe_headers", None)
+        if callable(observe):
+            observe(response.headers)
         try:
             body = response.json()
         except ValueError:
@@ -123,6 +129,43 @@ class CloudflareApi:
             status=status,
             codes=codes,
         )
+
+
+def check_variables(options: Mapping[str, Any]) -> Iterable[str]:
+    """Return problems with a target's `variables` option (a list of variable names)."""
+    declared = options.get("variables")
+    if declared is None:
+        return
+    if not isinstance(declared, list) or not all(
+        isinstance(name, str) and name.strip() for name in declared
+    ):
+        yield (
+            "variables: must be a list of variable names this target holds "
+            '(e.g. ["BANDOFBAKERS_RESEND_API_KEY"])'
+        )
+
+
+def held_only(
+    values: Mapping[str, Secret],
+    held: Iterable[str],
+    notes: list[str],
+    describe: str,
+) -> dict[str, Secret]:
+    """Keep the values of variables the target holds; note the ones left out.
+
+    A target that never held a secret must not be handed it by a rotation: the app on it
+    does not need it, and every extra copy is one more place a value can leak from.
+    """
+    names = set(held)
+    kept = {name: value for name, value in values.items() if name in names}
+    skipped = sorted(set(values) - names)
+    if skipped:
+        notes.append(
+            f"{describe}: left {', '.join(skipped)} alone (the target does not hold "
+            f"{'it' if len(skipped) == 1 else 'them'}; list it under the target's "
+            "variables option to add it)"
+        )
+    return kept
 
 
 def _errors(body: Mapping[str, Any], hide: Iterable[Secret]) -> tuple[tuple[int, ...], str]:

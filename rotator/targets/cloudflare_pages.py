@@ -2,25 +2,40 @@
 
 `publish` sends `PATCH /accounts/{a}/pages/projects/{p}` with only the changed variables
 of one deployment config (`production` or `preview`): the PATCH merges per key, and a
-variable left out is left alone. A Pages deployment reads its variables when it is built,
-so nothing changes for visitors until `finish` retries the latest deployment of that
-config and polls it until its deploy stage succeeds. `finish` does that once, however
-many publishes came before it in the run.
+variable left out is left alone. Only variables the config already holds are set, unless
+the `variables` option names them (a publish never adds a secret silently).
 
-Options: `account_id`, `project`, `deployment` (required); `redeploy_timeout` (seconds
-of polling before giving up with `RetryLaterError`, default 900).
+A Pages deployment reads its variables when it is built, so nothing changes for visitors
+until `finish` retries a deployment and polls it until its deploy stage succeeds. Which
+one matters (docs/contracts.md, Pages): for production the project's
+`canonical_deployment`, the one serving visitors (after a rollback it is not the
+newest); for preview, where one config serves every preview branch, the newest
+successful deployment of the `branch` option. Retrying anything else would publish a
+stranger's branch or an abandoned commit. `finish` does that once per run and keeps, in
+`report()`, which deployment it rebuilt and why.
+
+Options: `account_id`, `project`, `deployment` (required); `branch` (required for
+`preview`); `variables`; `redeploy_timeout` (seconds of polling before giving up with
+`RetryLaterError`, default 900); `poll_interval`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
 from rotator.errors import RetryLaterError, TargetConfigError, TargetError
 from rotator.secret import Secret
 from rotator.targets.base import Target
-from rotator.targets.cloudflare import CloudflareApi, CloudflareError, segment
+from rotator.targets.cloudflare import (
+    CloudflareApi,
+    CloudflareError,
+    check_variables,
+    held_only,
+    segment,
+)
 
 DEPLOYMENTS = ("production", "preview")
 PROJECT_NOT_FOUND = 8000007
@@ -28,6 +43,9 @@ DEFAULT_REDEPLOY_TIMEOUT = 900.0
 FIRST_POLL_DELAY = 2.0
 MAX_POLL_DELAY = 30.0
 FAILED = ("failure", "canceled")
+PAGE_SIZE = 25
+"""Cloudflare's default page of the deployment list."""
+MAX_PAGES = 4
 
 
 class PagesVariableTarget(Target):
@@ -40,6 +58,8 @@ class PagesVariableTarget(Target):
         "deployment": "the deployment config to set: production or preview",
     }
     optional_options: ClassVar[Mapping[str, str]] = {
+        "branch": "the preview branch this environment is built from (required for preview)",
+        "variables": "the variables this config holds (default: those it holds already)",
         "redeploy_timeout": "seconds to wait for the redeploy (default 900)",
         "poll_interval": "seconds before the first poll of the redeploy, doubling (default 2)",
     }
@@ -49,6 +69,21 @@ class PagesVariableTarget(Target):
         deployment = options.get("deployment")
         if isinstance(deployment, str) and deployment not in DEPLOYMENTS:
             yield f"deployment: must be production or preview, not {deployment!r}"
+        branch = options.get("branch")
+        if deployment == "preview" and branch is None:
+            yield (
+                'branch: required when deployment = "preview": one preview config serves '
+                "every preview branch, so name the branch this environment is built from "
+                '(e.g. branch = "staging")'
+            )
+        if branch is not None and (not isinstance(branch, str) or not branch.strip()):
+            yield "branch: must be a non-empty string (a git branch name)"
+        if deployment == "production" and branch is not None:
+            yield (
+                "branch: only for preview; production always rebuilds the live "
+                "(canonical) deployment"
+            )
+        yield from check_variables(options)
         timeout = options.get("redeploy_timeout")
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
@@ -65,6 +100,7 @@ class PagesVariableTarget(Target):
         self._needs_redeploy = False
         # A redeploy started but not yet seen to succeed; a later finish() polls it again.
         self._in_flight: str | None = None
+        self._notes: list[str] = []
 
     @property
     def account_id(self) -> str:
@@ -82,8 +118,17 @@ class PagesVariableTarget(Target):
     def redeploy_timeout(self) -> float:
         return float(self.options.get("redeploy_timeout", DEFAULT_REDEPLOY_TIMEOUT))
 
+    @property
+    def branch(self) -> str | None:
+        branch = self.options.get("branch")
+        return str(branch) if branch else None
+
     def describe(self) -> str:
         return f"{self.kind} {self.project} ({self.deployment})"
+
+    def report(self) -> list[str]:
+        """Return what this target did beyond setting values (the deployment it rebuilt)."""
+        return list(self._notes)
 
     def _api(self) -> CloudflareApi:
         return CloudflareApi(
@@ -95,6 +140,7 @@ class PagesVariableTarget(Target):
 
     def publish(self, values: Mapping[str, Secret]) -> None:
         """Set only these variables of this deployment config; remember to redeploy."""
+        values = self._held(values)
         if not values:
             return
         env_vars = {
@@ -116,6 +162,22 @@ class PagesVariableTarget(Target):
         self._in_flight = None
         self._check_listed(project, values)
 
+    def _held(self, values: Mapping[str, Secret]) -> dict[str, Secret]:
+        if not values:
+            return {}
+        declared = self.options.get("variables")
+        if declared is not None:
+            return held_only(values, declared, self._notes, self.describe())
+        try:
+            project = self._api().call(
+                "GET", self._project_path(), operation="read project", idempotent=True
+            )
+        except CloudflareError as exc:
+            raise self._explain(exc) from None
+        return held_only(
+            values, _config_vars(project, self.deployment), self._notes, self.describe()
+        )
+
     def _check_listed(self, project: Any, values: Mapping[str, Secret]) -> None:
         # The answer is the project; when it shows the config's variables, every name set
         # must be among them, or the write went somewhere else.
@@ -134,7 +196,7 @@ class PagesVariableTarget(Target):
     def finish(self) -> None:
         """Redeploy if anything was published, and wait until the deploy stage succeeds."""
         if self._needs_redeploy:
-            self._in_flight = self._retry_latest()
+            self._in_flight = self._retry_live()
             self._needs_redeploy = False
         if self._in_flight is None:
             return
@@ -147,29 +209,28 @@ class PagesVariableTarget(Target):
             raise
         self._in_flight = None
 
-    def _retry_latest(self) -> str:
+    def _retry_live(self) -> str:
         api = self._api()
-        path = f"{self._project_path()}/deployments"
-        try:
-            listed = api.call(
-                "GET",
-                path,
-                operation="list deployments",
-                idempotent=True,
-                params={"env": self.deployment},
-            )
-        except CloudflareError as exc:
-            raise self._explain(exc) from None
-        latest = _latest(listed, self.deployment)
-        if latest is None:
+        chosen = self._live_production(api) if self.deployment == "production" else None
+        if chosen is None and self.deployment == "preview":
+            chosen = self._newest_of_branch(api)
+        if chosen is None and self.deployment == "production":
             raise TargetError(
-                f"{self.describe()}: the project has no {self.deployment} deployment to "
-                "redeploy; deploy it once (git push or wrangler pages deploy), then run again"
+                f"{self.describe()}: the project has no live production deployment "
+                "(canonical_deployment) to rebuild; deploy it once (git push to the "
+                "production branch or wrangler pages deploy), then run again"
+            )
+        if chosen is None:
+            raise TargetError(
+                f"{self.describe()}: no successful preview deployment of branch "
+                f"{self.branch!r} to rebuild (failed, skipped and other branches' builds "
+                f"are never rebuilt); push to {self.branch} or fix its build, check "
+                f"environments.{self.environment}.targets branch, then run again"
             )
         # Not idempotent: a repeated retry would start a second build.
         new = api.call(
             "POST",
-            f"{path}/{segment(latest)}/retry",
+            f"{self._project_path()}/deployments/{segment(chosen.id)}/retry",
             operation="redeploy",
             idempotent=False,
             json={},
@@ -177,7 +238,45 @@ class PagesVariableTarget(Target):
         new_id = new.get("id") if isinstance(new, dict) else None
         if not isinstance(new_id, str) or not new_id:
             raise TargetError(f"{self.describe()}: the redeploy answer carries no deployment id")
+        self._notes.append(
+            f"{self.describe()}: rebuilt deployment {chosen.id} (branch {chosen.branch}, "
+            f"commit {chosen.commit}) as {new_id}: {chosen.why}"
+        )
         return new_id
+
+    def _live_production(self, api: CloudflareApi) -> Chosen | None:
+        try:
+            project = api.call(
+                "GET", self._project_path(), operation="read project", idempotent=True
+            )
+        except CloudflareError as exc:
+            raise self._explain(exc) from None
+        canonical = project.get("canonical_deployment") if isinstance(project, dict) else None
+        if not isinstance(canonical, dict) or not isinstance(canonical.get("id"), str):
+            return None
+        return Chosen.of(canonical, "the live production deployment (canonical_deployment)")
+
+    def _newest_of_branch(self, api: CloudflareApi) -> Chosen | None:
+        path = f"{self._project_path()}/deployments"
+        params = {"env": "preview"}
+        for page in range(1, MAX_PAGES + 1):
+            if page > 1:
+                params = {"env": "preview", "page": str(page)}
+            try:
+                listed = api.call(
+                    "GET", path, operation="list deployments", idempotent=True, params=params
+                )
+            except CloudflareError as exc:
+                raise self._explain(exc) from None
+            found = _newest_success(listed, str(self.branch))
+            if found is not None:
+                return Chosen.of(
+                    found,
+                    f"the newest successful preview deployment of branch {self.branch}",
+                )
+            if not isinstance(listed, list) or len(listed) < PAGE_SIZE:
+                return None
+        return None
 
     def _wait_for(self, deployment_id: str) -> None:
         api = self._api()
@@ -218,8 +317,35 @@ class PagesVariableTarget(Target):
         return exc
 
 
-def _latest(listed: Any, deployment: str) -> str | None:
-    """Return the id of the newest deployment of `deployment` in a list answer."""
+@dataclass(frozen=True)
+class Chosen:
+    """The deployment `finish` rebuilds, and why that one."""
+
+    id: str
+    branch: str
+    commit: str
+    why: str
+
+    @classmethod
+    def of(cls, deployment: Mapping[str, Any], why: str) -> Chosen:
+        branch, commit = _trigger(deployment)
+        return cls(str(deployment["id"]), branch or "unknown", (commit or "unknown")[:12], why)
+
+
+def _trigger(deployment: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    trigger = deployment.get("deployment_trigger")
+    metadata = trigger.get("metadata") if isinstance(trigger, dict) else None
+    if not isinstance(metadata, dict):
+        return None, None
+    branch, commit = metadata.get("branch"), metadata.get("commit_hash")
+    return (
+        branch if isinstance(branch, str) else None,
+        commit if isinstance(commit, str) else None,
+    )
+
+
+def _newest_success(listed: Any, branch: str) -> dict[str, Any] | None:
+    """Return the newest deployment of `branch` whose deploy stage succeeded."""
     if not isinstance(listed, list):
         return None
     candidates = [
@@ -227,16 +353,25 @@ def _latest(listed: Any, deployment: str) -> str | None:
         for item in listed
         if isinstance(item, dict)
         and isinstance(item.get("id"), str)
-        and item.get("environment", deployment) == deployment
+        and item.get("environment", "preview") == "preview"
+        and _trigger(item)[0] == branch
+        and not item.get("is_skipped")
+        and _progress(item)[0] == "success"
     ]
     if not candidates:
         return None
     try:
-        newest = max(candidates, key=lambda item: datetime.fromisoformat(item["created_on"]))
+        return max(candidates, key=lambda item: datetime.fromisoformat(item["created_on"]))
     except (KeyError, TypeError, ValueError):
         # Cloudflare lists the newest first; the order is the fallback when dates are absent.
-        newest = candidates[0]
-    return str(newest["id"])
+        return candidates[0]
+
+
+def _config_vars(project: Any, deployment: str) -> set[str]:
+    configs = project.get("deployment_configs") if isinstance(project, dict) else None
+    config = configs.get(deployment) if isinstance(configs, dict) else None
+    env_vars = config.get("env_vars") if isinstance(config, dict) else None
+    return set(env_vars) if isinstance(env_vars, dict) else set()
 
 
 def _progress(deployment: Any) -> tuple[str, str]:

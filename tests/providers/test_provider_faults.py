@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from provider_fakes import SA_EMAIL, FakeWorld, Fault, MakeCtx
 
 from providers import google_auth
 from providers.gcp_identity import GcpIdentityApiKeyProvider
 from providers.google_oauth import GoogleOAuthClientSecretProvider
+from providers.http import HttpClient
 from providers.resend import ResendProvider
 from providers.stripe import StripeProvider
-from rotator.errors import NeedsPersonError, ProviderRefusedError, RetryLaterError
+from rotator.errors import BadInputError, NeedsPersonError, ProviderRefusedError, RetryLaterError
 from rotator.secret import Secret
 
 TRANSIENT = [
@@ -102,8 +104,17 @@ def test_resend_without_current_value_needs_a_person(make_ctx: MakeCtx) -> None:
 
 def test_resend_restricted_key_counts_as_valid(world: FakeWorld, make_ctx: MakeCtx) -> None:
     _, sending = world.resend.add_key("sending", permission="sending_access")
-    ResendProvider().validate(make_ctx(RESEND), Secret(sending))
+    options = {"permission": "sending_access"}
+    ResendProvider().validate(make_ctx(RESEND, options=options), Secret(sending))
     assert ResendProvider().verify_revoked(make_ctx(RESEND), "x", Secret(sending)) is False
+
+
+def test_resend_sending_key_where_full_access_is_configured_is_refused(
+    world: FakeWorld, make_ctx: MakeCtx
+) -> None:
+    _, sending = world.resend.add_key("sending", permission="sending_access")
+    with pytest.raises(ProviderRefusedError, match="is a sending_access key"):
+        ResendProvider().validate(make_ctx(RESEND), Secret(sending))
 
 
 def test_resend_revoke_of_a_key_already_gone_succeeds(world: FakeWorld, make_ctx: MakeCtx) -> None:
@@ -134,8 +145,9 @@ def test_stripe_validate_survives_transient_faults(
 
 
 def test_stripe_unknown_key_is_refused(world: FakeWorld, make_ctx: MakeCtx) -> None:
+    ctx = make_ctx(STRIPE, options={"propagation_seconds": 0})
     with pytest.raises(ProviderRefusedError) as caught:
-        StripeProvider().accept_supplied(make_ctx(STRIPE), Secret("sk_live_" + "a" * 24))
+        StripeProvider().accept_supplied(ctx, Secret("sk_live_" + "a" * 24))
     error = caught.value
     assert (error.provider, error.operation, error.status) == ("stripe", "validate", 401)
     assert "a" * 24 not in str(error)
@@ -285,6 +297,38 @@ def test_gcp_revoke_of_a_key_already_gone_succeeds(world: FakeWorld, make_ctx: M
     assert notes is not None and "30 days" in notes["undelete"]
 
 
+@pytest.mark.usefixtures("sa_key")
+def test_gcp_key_blocked_by_referrer_is_not_counted_as_revoked(
+    world: FakeWorld, make_ctx: MakeCtx
+) -> None:
+    """Issue 13.5: a referrer block means the key exists and works for allowed callers."""
+    key = world.google.add_key("old", {"browserKeyRestrictions": {"allowedReferrers": ["x/*"]}})
+    ctx = gcp_ctx(world, make_ctx, validate_referer="https://elsewhere.example/")
+    provider = GcpIdentityApiKeyProvider()
+    assert provider.verify_revoked(ctx, key["name"], Secret(key["keyString"])) is False
+    # Gone from the project: revoked, whatever the probe says.
+    del world.google.keys[key["name"]]
+    assert provider.verify_revoked(ctx, key["name"], Secret(key["keyString"])) is True
+
+
+@pytest.mark.usefixtures("sa_key")
+def test_gcp_canonical_ref_takes_a_key_id_or_a_resource_name(
+    world: FakeWorld, make_ctx: MakeCtx
+) -> None:
+    """Issue 18.3: `--ref idp-web-initial` is resolved to the key's resource name."""
+    key = world.google.add_key("idp-web-initial")
+    provider = GcpIdentityApiKeyProvider()
+    ctx = gcp_ctx(world, make_ctx)
+    assert provider.canonical_ref(ctx, "idp-web-initial") == key["name"]
+    assert provider.canonical_ref(ctx, key["name"]) == key["name"]
+    with pytest.raises(BadInputError, match="does not exist") as caught:
+        provider.canonical_ref(ctx, "idp-web-missing")
+    assert "projects/<project>/locations/global/keys/<key id>" in str(caught.value)
+    with pytest.raises(BadInputError, match="not a Google Cloud API key reference"):
+        provider.canonical_ref(ctx, "Not A Key!")
+    assert caught.value.exit_code == 2
+
+
 def test_gcp_revoke_refuses_a_ref_that_is_not_a_key_name(
     world: FakeWorld, make_ctx: MakeCtx
 ) -> None:
@@ -308,9 +352,63 @@ def test_google_oauth_validate_survives_transient_faults(
     GoogleOAuthClientSecretProvider().validate(ctx, Secret("GOCSPX-good"))
 
 
+def test_stripe_key_refused_just_after_it_was_made_is_waited_for(
+    world: FakeWorld, make_ctx: MakeCtx
+) -> None:
+    """Issue 13.4: a refusal inside the propagation window is retried, never final."""
+    ctx = make_ctx(STRIPE, options={"propagation_seconds": 600, "validate_wait": 10})
+    value = Secret("sk_live_" + "c" * 24)
+    provider = StripeProvider()
+    provider.remember_created(value)
+    with pytest.raises(RetryLaterError, match="may take up to 600s") as caught:
+        provider.validate(ctx, value)
+    assert caught.value.retry_after is not None and caught.value.retry_after <= 30
+    assert "c" * 24 not in str(caught.value)
+    assert sum(world.sleeps) == 10
+
+
+def test_a_supplied_key_is_waited_for_briefly_then_refused_as_stripe_says(
+    world: FakeWorld, make_ctx: MakeCtx
+) -> None:
+    ctx = make_ctx(STRIPE, options={"propagation_seconds": 600})
+    with pytest.raises(ProviderRefusedError) as caught:
+        StripeProvider().accept_supplied(ctx, Secret("sk_live_" + "d" * 24))
+    assert caught.value.status == 401
+    assert sum(world.sleeps) == 15  # supply_wait: a person is at the prompt
+
+
+def test_google_oauth_unauthorized_client_means_the_secret_authenticated(
+    world: FakeWorld, make_ctx: MakeCtx
+) -> None:
+    """RFC 6749 §5.2: unauthorized_client comes only after the client authenticated."""
+    answer = httpx.Response(400, json={"error": "unauthorized_client"})
+    http = HttpClient(
+        httpx.Client(transport=httpx.MockTransport(lambda request: answer)), sleep=lambda s: None
+    )
+    ctx = make_ctx("GOOGLE_CLIENT_SECRET", http=http, options={"client_id": CLIENT})
+    GoogleOAuthClientSecretProvider().validate(ctx, Secret("GOCSPX-new"))
+    assert GoogleOAuthClientSecretProvider().verify_revoked(ctx, "x", Secret("GOCSPX-new")) is False
+
+
+def test_google_oauth_inconclusive_answer_asks_a_person(
+    world: FakeWorld, make_ctx: MakeCtx
+) -> None:
+    answer = httpx.Response(400, json={"error": "invalid_request"})
+    http = HttpClient(
+        httpx.Client(transport=httpx.MockTransport(lambda request: answer)), sleep=lambda s: None
+    )
+    ctx = make_ctx("GOOGLE_CLIENT_SECRET", http=http, options={"client_id": CLIENT})
+    with pytest.raises(NeedsPersonError, match="proves neither"):
+        GoogleOAuthClientSecretProvider().validate(ctx, Secret("GOCSPX-new"))
+
+
 def test_google_oauth_wrong_secret_is_refused(world: FakeWorld, make_ctx: MakeCtx) -> None:
     world.google.oauth_clients[CLIENT] = {"GOCSPX-good"}
-    ctx = make_ctx("GOOGLE_CLIENT_SECRET", scope_env="local", options={"client_id": CLIENT})
+    ctx = make_ctx(
+        "GOOGLE_CLIENT_SECRET",
+        scope_env="local",
+        options={"client_id": CLIENT, "propagation_seconds": 0},
+    )
     with pytest.raises(ProviderRefusedError) as caught:
         GoogleOAuthClientSecretProvider().accept_supplied(ctx, Secret("GOCSPX-wrong"))
     error = caught.value

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from rotator.store.db import SCHEMA_REVISION
 from tests.reliability.conftest import GCP, RESEND, Case, expect
 
 OTHER_KEY = base64.b64encode(b"k" * 32).decode()
@@ -195,7 +196,7 @@ def test_old_schema_on_postgresql(q1: Case, pg_url: str) -> None:
         q1,
         "status",
         code=6,
-        message="has schema 0000, this rotator needs 0002; run `rotate db upgrade`",
+        message=f"has schema 0000, this rotator needs {SCHEMA_REVISION}; run `rotate db upgrade`",
         env={"ROTATOR_DATABASE_URL": pg_url},
     )
     assert "password" not in done.stderr

@@ -53,6 +53,8 @@ class Deployment:
     polls_left: int = 0
     outcome: str = "success"
     fail_stage: str = "deploy"
+    branch: str = "main"
+    commit: str = "c0ffee"
 
     def as_json(self) -> dict[str, Any]:
         names = ["queued", "initialize", "clone_repo", "build", "deploy"]
@@ -74,6 +76,10 @@ class Deployment:
             "id": self.id,
             "environment": self.environment,
             "created_on": self.created_on,
+            "deployment_trigger": {
+                "type": "push",
+                "metadata": {"branch": self.branch, "commit_hash": self.commit},
+            },
             "stages": stages,
             "latest_stage": {"name": current, "status": status},
         }
@@ -89,8 +95,8 @@ class FakeCloudflare:
     )
     deployments: list[Deployment] = field(
         default_factory=lambda: [
-            Deployment("dep-old-preview", "preview", "2025-01-01T10:00:00Z"),
-            Deployment("dep-preview", "preview", "2025-03-01T10:00:00Z"),
+            Deployment("dep-old-preview", "preview", "2025-01-01T10:00:00Z", branch="staging"),
+            Deployment("dep-preview", "preview", "2025-03-01T10:00:00Z", branch="staging"),
             Deployment("dep-prod", "production", "2025-03-02T10:00:00Z"),
         ]
     )
@@ -99,6 +105,8 @@ class FakeCloudflare:
     queued: list[httpx.Response] = field(default_factory=list)
     # The script a PUT really lands on, to play the "wrong script" outage.
     redirect_puts_to: str | None = None
+    # The production deployment serving visitors; None: the newest successful one.
+    canonical: str | None = None
     new_deployment_polls: int = 1
     new_deployment_outcome: str = "success"
     new_deployment_fail_stage: str = "deploy"
@@ -127,8 +135,10 @@ class FakeCloudflare:
         if request.headers.get("authorization") != f"Bearer {TOKEN}":
             return envelope(status=403, errors=[(10000, "Authentication error")])
         path = request.url.path.removeprefix("/client/v4")
-        if m := re.fullmatch(rf"/accounts/{ACCOUNT}/workers/scripts/([^/]+)/secrets", path):
+        if m := re.fullmatch(rf"/accounts/{ACCOUNT}/workers/scripts/([^/]+)/secrets(-bulk)?", path):
             return self._secrets(request, m[1])
+        if m := re.fullmatch(rf"/accounts/{ACCOUNT}/workers/scripts/([^/]+)/settings", path):
+            return envelope({"bindings": []})
         if m := re.fullmatch(rf"/accounts/{ACCOUNT}/pages/projects/([^/]+)(/.*)?", path):
             return self._pages(request, m[1], m[2] or "")
         return envelope(status=404, errors=[(7003, "No route for the URI")])
@@ -141,12 +151,31 @@ class FakeCloudflare:
             landed = self.redirect_puts_to or script
             self.scripts.setdefault(landed, {})[body["name"]] = body["text"]
             return envelope({"name": body["name"], "type": body["type"]})
+        if request.method == "PATCH":
+            landed = self.redirect_puts_to or script
+            for name, body in json.loads(request.content)["secrets"].items():
+                self.scripts.setdefault(landed, {})[name] = body["text"]
+            return envelope([{"name": n, "type": "secret_text"} for n in self.scripts[landed]])
         return envelope([{"name": n, "type": "secret_text"} for n in self.scripts[script]])
 
     def _pages(self, request: httpx.Request, project: str, rest: str) -> httpx.Response:
         if project not in self.projects:
             return envelope(status=404, errors=[(8000007, "Project not found")])
         configs = self.projects[project]
+        if rest == "" and request.method == "GET":
+            live = [d for d in self.deployments if d.environment == "production"]
+            chosen = next((d for d in live if d.id == self.canonical), live[-1] if live else None)
+            masked = {
+                name: {"env_vars": {k: {"type": v["type"], "value": ""} for k, v in c.items()}}
+                for name, c in configs.items()
+            }
+            return envelope(
+                {
+                    "name": project,
+                    "deployment_configs": masked,
+                    "canonical_deployment": chosen.as_json() if chosen else None,
+                }
+            )
         if rest == "" and request.method == "PATCH":
             body = json.loads(request.content)
             for name, config in body["deployment_configs"].items():
@@ -170,6 +199,8 @@ class FakeCloudflare:
                     f"dep-new-{len(self.deployments)}",
                     found.environment,
                     "2025-04-01T10:00:00Z",
+                    branch=found.branch,
+                    commit=found.commit,
                     polls_left=self.new_deployment_polls,
                     outcome=self.new_deployment_outcome,
                     fail_stage=self.new_deployment_fail_stage,

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from fake_cloudflare import ACCOUNT, URLS, envelope
+from fake_cloudflare import ACCOUNT, URLS, Deployment, envelope
 
 from rotator.errors import RetryLaterError, TargetConfigError, TargetError
 from rotator.secret import Secret
@@ -10,8 +10,14 @@ from rotator.targets.cloudflare_pages import PagesVariableTarget
 RETRY = r"/deployments/[^/]+/retry$"
 
 
+HELD = ["A", "B", "C", "RESEND_API_KEY"]
+
+
 def pages(http, credentials, deployment="preview", project="shop", **extra):
     options = {"account_id": ACCOUNT, "project": project, "deployment": deployment, **extra}
+    options.setdefault("variables", HELD)
+    if deployment == "preview":
+        options.setdefault("branch", "staging")
     return PagesVariableTarget(options, "staging", http, credentials, URLS)
 
 
@@ -131,7 +137,7 @@ def test_no_deployment_to_retry_is_explained(http, credentials, cloudflare):
     cloudflare.deployments = []
     target = pages(http, credentials)
     target.publish({"A": Secret("1")})
-    with pytest.raises(TargetError, match="no preview deployment"):
+    with pytest.raises(TargetError, match="no successful preview deployment of branch 'staging'"):
         target.finish()
 
 
@@ -155,6 +161,60 @@ def test_describe(http, credentials):
     ],
 )
 def test_option_values_are_checked(options, problem):
-    base = {"account_id": ACCOUNT, "project": "shop", "deployment": "preview"}
+    base = {"account_id": ACCOUNT, "project": "shop", "deployment": "preview", "branch": "staging"}
     problems = PagesVariableTarget.validate_options({**base, **options})
     assert any(p.startswith(problem) for p in problems), problems
+
+
+def test_production_rebuilds_the_live_deployment_after_a_rollback(http, credentials, cloudflare):
+    cloudflare.deployments.insert(
+        0, Deployment("dep-prod-good", "production", "2025-02-01T10:00:00Z", commit="a1")
+    )
+    cloudflare.canonical = "dep-prod-good"  # an operator rolled back from dep-prod
+    target = pages(http, credentials, deployment="production")
+    target.publish({"A": Secret("1")})
+    target.finish()
+    retry = next(r for r in cloudflare.requests if r.method == "POST")
+    assert retry.url.path.endswith("/deployments/dep-prod-good/retry")
+    assert target.report() == [
+        "cloudflare-pages shop (production): rebuilt deployment dep-prod-good (branch main, "
+        "commit a1) as dep-new-4: the live production deployment (canonical_deployment)"
+    ]
+
+
+def test_preview_rebuilds_the_newest_successful_build_of_its_branch(http, credentials, cloudflare):
+    cloudflare.deployments += [
+        Deployment(
+            "dep-failed", "preview", "2025-03-05T10:00:00Z", outcome="failure", branch="staging"
+        ),
+        Deployment("dep-feature", "preview", "2025-03-06T10:00:00Z", branch="feature/checkout"),
+    ]
+    target = pages(http, credentials)
+    target.publish({"A": Secret("1")})
+    target.finish()
+    retry = next(r for r in cloudflare.requests if r.method == "POST")
+    assert retry.url.path.endswith("/deployments/dep-preview/retry")
+    assert "newest successful preview deployment of branch staging" in target.report()[0]
+
+
+def test_preview_needs_a_branch_and_production_refuses_one():
+    base = {"account_id": ACCOUNT, "project": "shop"}
+    preview = PagesVariableTarget.validate_options({**base, "deployment": "preview"})
+    assert any(p.startswith("branch: required when deployment") for p in preview)
+    production = PagesVariableTarget.validate_options(
+        {**base, "deployment": "production", "branch": "main"}
+    )
+    assert any(p.startswith("branch: only for preview") for p in production)
+
+
+def test_by_default_only_variables_the_config_holds_are_set(http, credentials, cloudflare):
+    cloudflare.projects["shop"]["preview"]["A"] = {"type": "secret_text", "value": "old"}
+    options = {"account_id": ACCOUNT, "project": "shop", "deployment": "preview"}
+    target = PagesVariableTarget(
+        {**options, "branch": "staging"}, "staging", http, credentials, URLS
+    )
+    target.publish({"A": Secret("1"), "GCP_KEY": Secret("2")})
+    assert [
+        b["deployment_configs"]["preview"]["env_vars"].keys() for b in cloudflare.bodies("PATCH")
+    ] == [{"A"}]
+    assert "left GCP_KEY alone" in target.report()[0]

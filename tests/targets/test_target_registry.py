@@ -72,7 +72,7 @@ def test_validate_options_lists_missing_and_unknown_keys():
     assert problems[0] == "account_id: must be a non-empty string (the Cloudflare account id)"
     assert problems[1].startswith("script: missing; the Worker script name")
     assert problems[2] == (
-        "scirpt: unknown option for cloudflare-workers; expected account_id, script"
+        "scirpt: unknown option for cloudflare-workers; expected account_id, script, variables"
     )
 
 

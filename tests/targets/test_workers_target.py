@@ -12,25 +12,54 @@ from rotator.targets.cloudflare_workers import WorkersSecretTarget
 VALUE = "re_live_very-secret-value"
 
 
-def workers(http: HttpClient, credentials: FakeCredentials, script: str = "app-staging"):
-    options = {"account_id": ACCOUNT, "script": script}
+def workers(
+    http: HttpClient,
+    credentials: FakeCredentials,
+    script: str = "app-staging",
+    variables: list[str] | None = None,
+):
+    options = {
+        "account_id": ACCOUNT,
+        "script": script,
+        "variables": variables or ["RESEND_API_KEY", "OTHER"],
+    }
     return WorkersSecretTarget(options, "staging", http, credentials, URLS)
 
 
-def test_publish_puts_each_secret_and_confirms_the_list(http, credentials, cloudflare):
+def test_publish_puts_every_secret_in_one_bulk_patch_and_confirms_the_list(
+    http, credentials, cloudflare
+):
     target = workers(http, credentials)
     target.publish({"RESEND_API_KEY": Secret(VALUE), "OTHER": Secret("x")})
 
     assert cloudflare.scripts["app-staging"] == {"RESEND_API_KEY": VALUE, "OTHER": "x"}
-    assert cloudflare.bodies("PUT") == [
-        {"name": "RESEND_API_KEY", "text": VALUE, "type": "secret_text"},
-        {"name": "OTHER", "text": "x", "type": "secret_text"},
+    assert cloudflare.bodies("PATCH") == [
+        {
+            "secrets": {
+                "OTHER": {"name": "OTHER", "text": "x", "type": "secret_text"},
+                "RESEND_API_KEY": {"name": "RESEND_API_KEY", "text": VALUE, "type": "secret_text"},
+            }
+        }
     ]
-    assert [r.method for r in cloudflare.requests] == ["PUT", "PUT", "GET"]
+    assert [r.method for r in cloudflare.requests] == ["PATCH", "GET"]
     assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in cloudflare.requests)
     assert str(cloudflare.requests[0].url) == (
-        "https://cf.test/client/v4/accounts/acc/workers/scripts/app-staging/secrets"
+        "https://cf.test/client/v4/accounts/acc/workers/scripts/app-staging/secrets-bulk"
     )
+
+
+def test_by_default_only_the_secrets_the_script_holds_are_put(http, credentials, cloudflare):
+    cloudflare.scripts["app-staging"] = {"RESEND_API_KEY": "old"}
+    options = {"account_id": ACCOUNT, "script": "app-staging"}
+    target = WorkersSecretTarget(options, "staging", http, credentials, URLS)
+    target.publish({"RESEND_API_KEY": Secret(VALUE), "GCP_KEY": Secret("AIza-new")})
+
+    assert cloudflare.scripts["app-staging"] == {"RESEND_API_KEY": VALUE}
+    assert [list(b["secrets"]) for b in cloudflare.bodies("PATCH")] == [["RESEND_API_KEY"]]
+    assert target.report() == [
+        "cloudflare-workers app-staging: left GCP_KEY alone (the target does not hold it; "
+        "list it under the target's variables option to add it)"
+    ]
 
 
 def test_publishing_again_is_safe(http, credentials, cloudflare):
@@ -146,3 +175,32 @@ def test_default_base_url_is_cloudflare(credentials):
     )
     target.publish({"A": Secret("b")})
     assert seen[0] == "https://api.cloudflare.com/client/v4/accounts/a/workers/scripts/s/secrets"
+
+
+def test_the_cloudflare_token_is_read_at_each_request(http, cloudflare, tmp_path, monkeypatch):
+    """Issue 13.7: a token replaced while the tool runs is used by the next request."""
+    from rotator.credentials import InventoryCredentials
+    from rotator.inventory import CredentialRef
+
+    monkeypatch.setenv("CF_TOKEN_UNDER_TEST", "an-old-token")
+    credentials = InventoryCredentials(
+        {
+            "cloudflare_api_token": CredentialRef(
+                "cloudflare_api_token", "CF_TOKEN_UNDER_TEST", None
+            )
+        },
+        tmp_path,
+    )
+    target = WorkersSecretTarget(
+        {"account_id": ACCOUNT, "script": "app-staging", "variables": ["RESEND_API_KEY"]},
+        "staging",
+        http,
+        credentials,
+        URLS,
+    )
+    with pytest.raises(TargetConfigError):
+        target.publish({"RESEND_API_KEY": Secret(VALUE)})
+    monkeypatch.setenv("CF_TOKEN_UNDER_TEST", TOKEN)
+    target.publish({"RESEND_API_KEY": Secret(VALUE)})
+    assert cloudflare.requests[-1].headers["authorization"] == f"Bearer {TOKEN}"
+    assert cloudflare.scripts["app-staging"] == {"RESEND_API_KEY": VALUE}
