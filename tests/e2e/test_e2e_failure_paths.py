@@ -484,3 +484,26 @@ def test_a_rollback_that_cannot_finish_is_failed_and_resume_finishes_it(world: W
     assert _rotation(w, RESEND, "quarterly")["state"] == "rolled-back"
     assert _served(w, "production", RESEND) == {old}
     assert _served(w, "staging", RESEND) == {old}
+
+
+# ---------------------------------------------------------------------------- issue 18.3
+def test_gcp_reference_is_checked_and_a_wrong_one_can_be_corrected(world: World) -> None:
+    w = world
+    seeded = w.seeded[GCP]
+    full = seeded.ref
+    key_id = full.rsplit("/", 1)[-1]
+    wrong = w.rotate(
+        "import", GCP, "--ref", "idp-web-initial", "--replace", input=seeded.value + "\n"
+    )
+    assert wrong.returncode == 2, wrong.stdout + wrong.stderr
+    assert "projects/" in wrong.stderr  # names the accepted forms
+    fixed = w.rotate("import", GCP, "--ref", key_id, "--replace", input=seeded.value + "\n")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    versions = _show(w, GCP)["versions"]
+    current = [v for v in versions if v["state"] == "current"]  # type: ignore[attr-defined]
+    assert [v["provider_ref"] for v in current] == [full]
+    log = w.rotate("audit", "log", "--type", "credential.import_replaced", "--json")
+    assert log.returncode == 0 and "import_replaced" in log.stdout
+    w.at("2027-01-01T02:30")
+    done = w.rotate("run")
+    assert _rotation(w, GCP, "quarterly")["state"] == "staged", done.stdout + done.stderr

@@ -73,11 +73,15 @@ BROKEN = "UNRELATED_BROKEN_SETTING"
 
 
 class FailureModel(RuleBasedStateMachine):
-    @initialize(start_day=st.sampled_from([0, 40, 62, 89]))
-    def setup(self, start_day: int) -> None:
+    @initialize(start_day=st.sampled_from([0, 40, 62, 89]), phase=st.integers(0, 3))
+    def setup(self, start_day: int, phase: int) -> None:
+        """Start fresh on `start_day`, or (phase 1-3) with a Q1 cycle staged, validated
+        and approved, or promoted: where the bad days matter most."""
         self.dir = Path(tempfile.mkdtemp(prefix="rotator-model-"))
+        # A phase walks the Q1 cycle from its first day (the clock never goes back).
+        days = 0 if phase else start_day
         self.clock = SimulatedClock(
-            datetime(2027, 1, 1, 2, 30, tzinfo=LONDON) + timedelta(days=start_day)
+            datetime(2027, 1, 1, 2, 30, tzinfo=LONDON) + timedelta(days=days)
         )
         self.simulated = rotator_clock.simulated(self.clock)
         self.simulated.__enter__()
@@ -108,6 +112,25 @@ class FailureModel(RuleBasedStateMachine):
         self.last: list[Outcome] = []
         self.ever_current: dict[str, str] = {}  # version id → fingerprint
         self.ever_revoked: set[str] = set()
+        if phase:
+            self._advance_to(phase)
+
+    def _advance_to(self, phase: int) -> None:
+        self.clock.set(datetime(2027, 1, 1, 2, 30, tzinfo=LONDON))
+        self.engine.run()
+        if phase < 2:
+            return
+        value = self.person.create(STRIPE, None)
+        commands.supply(self.engine, self._unit(STRIPE), Secret(value))
+        self.values[STRIPE].append(value)
+        for name in (RESEND, STRIPE, GCP):
+            commands.approve(self.engine, self._unit(name), "q1")
+        self.clock.set(datetime(2027, 2, 1, 2, 30, tzinfo=LONDON))
+        self.engine.run()
+        if phase < 3:
+            return
+        self.clock.set(datetime(2027, 3, 2, 2, 30, tzinfo=LONDON))  # a Tuesday, in the window
+        self.engine.run()
 
     def _engine(self) -> Engine:
         return Engine(Runtime(inventory=self.inv, clock=self.clock, sleep=self.clock.sleep))
@@ -423,9 +446,9 @@ class FailureModel(RuleBasedStateMachine):
 
 FailureModel.TestCase.settings = settings(
     max_examples=int(
-        os.environ.get("ROTATOR_MODEL_EXAMPLES", "12" if os.environ.get("CI") == "true" else "5")
+        os.environ.get("ROTATOR_MODEL_EXAMPLES", "15" if os.environ.get("CI") == "true" else "6")
     ),
-    stateful_step_count=14,
+    stateful_step_count=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
