@@ -119,6 +119,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "keys rewrap": _obj({"rewrapped": _INT, "master_key_id": _STR}),
     "db upgrade": _obj({"database": _STR, "schema": _STR}),
     "audit verify": _obj({"valid": _BOOL, "summary": _STR}),
+    "audit export": _obj(
+        {"file": _STR, "entries": _INT, "checkpoints": _INT, "origin": _STR, "key_name": _STR}
+    ),
     "audit hash": _obj({"fingerprint": _STR, "found": _BOOL, "events": _list({})}),
     "audit log": _obj({"seq": _INT, "time": _STR, "type": _STR, "actor": _STR}),
 }
@@ -128,7 +131,6 @@ WITHOUT_JSON: dict[str, str] = {
     "metrics": "its output is the Prometheus text format, read by Prometheus",
     "demo": "a walkthrough for people; `rotate status --json` reads its state",
     "sandbox": "a server; it writes its inventory and values to --workdir",
-    "audit export": "its output is the JSON Lines export file itself",
     "audit report": "its output is an HTML file",
     "sandbox console stripe new-key": "stdout is the new value alone, to pipe into supply",
     "sandbox console stripe keys": "a stand-in for a dashboard page",

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
-from audit.trail import authenticated_approvals
 from rotator import machine as m
 from rotator import repository as repo
 from rotator.store.models import Rotation, SecretRecord
@@ -109,7 +108,10 @@ def facts(engine: Engine, s: Session, rotation: Rotation, unit: Unit, now: datet
         inv.environments[e].require_approval for e in unit.promote_envs if e in inv.environments
     )
     # Only an approval the tool itself wrote to the trail counts (a MAC under a key the
-    # database never holds): a row inserted behind its back grants nothing.
+    # database never holds): a row inserted behind its back grants nothing. Imported here:
+    # `rotate status` must not load the audit package's cryptography at start-up.
+    from audit.trail import authenticated_approvals
+
     approved = rotation.state in (m.GENERATED, m.STAGED, m.VALIDATED) and bool(
         authenticated_approvals(s, rotation.id, kind="approval")
     )

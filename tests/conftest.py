@@ -72,3 +72,14 @@ def pg_url() -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(autouse=True)
+def _clock_not_leaked() -> Iterator[None]:
+    """Give back the clock a test found: a simulated year must not leak into the next test
+    (a provider's signed JWT then carries the wrong time and Google refuses it)."""
+    from rotator import clock
+
+    before = clock._source
+    yield
+    clock._source = before

@@ -493,7 +493,7 @@ def test_gcp_reference_is_checked_and_a_wrong_one_can_be_corrected(world: World)
     full = seeded.ref
     key_id = full.rsplit("/", 1)[-1]
     wrong = w.rotate(
-        "import", GCP, "--ref", "idp-web-initial", "--replace", input=seeded.value + "\n"
+        "import", GCP, "--ref", "idp-web-other", "--replace", input=seeded.value + "\n"
     )
     assert wrong.returncode == 2, wrong.stdout + wrong.stderr
     assert "projects/" in wrong.stderr  # names the accepted forms
