@@ -96,9 +96,52 @@ def default_mac_key() -> bytes | None:
 
 
 def lock_head(session: Session) -> None:
-    """Serialise with other appenders until the transaction ends (PostgreSQL only)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+    """Serialise with other appenders until the transaction ends (PostgreSQL only).
+
+    The wait is bounded (`ROTATOR_DB_BUSY_TIMEOUT`, as SQLite's): a session that holds
+    the lock and never ends (a read-only login can take an advisory lock) must not hang
+    every command. The message names who holds it.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    from sqlalchemy.exc import OperationalError
+
+    from rotator.errors import StoreError
+    from rotator.store.db import busy_timeout
+
+    millis = max(1, int(busy_timeout() * 1000))
+    session.execute(text(f"SET LOCAL lock_timeout = {millis}"))
+    try:
+        with session.begin_nested():
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+    except OperationalError as exc:
+        if getattr(getattr(exc, "orig", None), "sqlstate", None) != "55P03":
+            raise
+        holder = _lock_holder(session)
+        raise StoreError(
+            f"the audit trail is locked by another session ({holder}) for more than "
+            f"{millis / 1000:g} s; nothing was changed: end that session, or raise "
+            "ROTATOR_DB_BUSY_TIMEOUT"
+        ) from None
+
+
+def _lock_holder(session: Session) -> str:
+    """Name the PostgreSQL session holding the trail's advisory lock: user, host, pid."""
+    try:
+        row = session.execute(
+            text(
+                "SELECT a.usename, a.client_addr, a.pid, a.application_name FROM pg_locks l "
+                "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+                "AND l.granted AND l.objid = (:key & 4294967295)"
+            ),
+            {"key": ADVISORY_LOCK_KEY},
+        ).first()
+    except SQLAlchemyError:
+        return "a session that could not be named"
+    if row is None:
+        return "a session that has since let go"
+    user, addr, pid, app = row
+    return f"user {user} from {addr or 'a local socket'}, pid {pid}, {app or 'no application name'}"
 
 
 def _forget_head(session: Session, *_args: Any) -> None:

@@ -38,6 +38,7 @@ from rotator.errors import (
     RefusedError,
     RollbackIncompleteError,
     RotatorError,
+    StoreError,
     TargetConfigError,
     TargetError,
     UnknownNameError,
@@ -167,6 +168,8 @@ class Engine:
             )
         except AuditWriteError as exc:
             raise _store_problem(exc) from exc
+        except StoreError:
+            raise  # the store named its own problem (a lock held too long): exit 6
         except Exception as exc:  # fail closed: no event, no action
             raise AuditWriteError(
                 f"the audit event {event_type} could not be written ({type(exc).__name__}); "

@@ -507,3 +507,23 @@ def test_gcp_reference_is_checked_and_a_wrong_one_can_be_corrected(world: World)
     w.at("2027-01-01T02:30")
     done = w.rotate("run")
     assert _rotation(w, GCP, "quarterly")["state"] == "staged", done.stdout + done.stderr
+
+
+# ---------------------------------------------------------------------------- issue 19.6
+@pytest.mark.postgres
+def test_a_session_holding_the_trail_lock_cannot_hang_a_command(world: World, pg_url: str) -> None:
+    import psycopg
+
+    from audit.trail import ADVISORY_LOCK_KEY
+
+    w = world
+    w.env["ROTATOR_DATABASE_URL"] = pg_url
+    assert w.rotate("db", "upgrade").returncode == 0
+    with psycopg.connect(pg_url.replace("+psycopg", "")) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+        w.env["ROTATOR_DB_BUSY_TIMEOUT"] = "1"
+        started = time.monotonic()
+        done = w.rotate("import", RESEND, "--ref", "x", input=w.seeded[RESEND].value + "\n")
+        assert time.monotonic() - started < 30
+    assert done.returncode == 6, done.stdout + done.stderr
+    assert "locked by another session (user postgres" in done.stderr

@@ -78,6 +78,11 @@ class FailureModel(RuleBasedStateMachine):
         """Start fresh on `start_day`, or (phase 1-3) with a Q1 cycle staged, validated
         and approved, or promoted: where the bad days matter most."""
         self.dir = Path(tempfile.mkdtemp(prefix="rotator-model-"))
+        # Google access tokens are cached per process by client and token URL; a new
+        # sandbox may reuse the last one's port, and must not be sent its tokens.
+        from providers import google_auth
+
+        google_auth._cache.clear()
         # A phase walks the Q1 cycle from its first day (the clock never goes back).
         days = 0 if phase else start_day
         self.clock = SimulatedClock(
