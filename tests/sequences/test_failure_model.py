@@ -18,7 +18,9 @@ After every step it checks the invariants of DESIGN.md §4:
 - I3: a value that becomes current was never compromised, revoked or current before;
 - I4: at most one rotation in flight per unit (the database agrees);
 - I5: at most two live credentials per automated secret at its provider;
-- I6: every state a rotation is in was entered through an audited transition.
+- I6: every state a rotation is in was entered through an audited transition;
+- I7: what each target serves is a version the tool recorded for it;
+- I8: no quarterly step before its month gate, no promotion outside the window.
 
 Mutations tried (each in a copy of the tree, this test run with
 ROTATOR_MODEL_EXAMPLES=30 on a loaded 2-core machine; CI runs 15 examples):
