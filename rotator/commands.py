@@ -222,9 +222,18 @@ def _health_before(engine: Engine, unit: Unit) -> dict[str, str]:
     "it was broken before".
     """
     found: dict[str, str] = {}
+    # A mass emergency asks once per environment, not once per secret: an answer from
+    # the last minute stands for this one too.
+    memo: dict[str, tuple[datetime, str]] = engine.__dict__.setdefault("_health_before", {})
+    now = engine.rt.clock()
     for env in (*unit.stage_envs, *unit.promote_envs):
+        seen = memo.get(env)
+        if seen is not None and now - seen[0] < timedelta(minutes=1):
+            found[env] = seen[1]
+            continue
         ok, detail = engine.healthy(env)
         found[env] = "ok" if ok else detail
+        memo[env] = (now, found[env])
         if not ok:
             engine.rt.progress(
                 f"warning: {env} is already unhealthy before the emergency starts: {detail}"
