@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 from providers.base import ProviderContext
 from providers.gcp_identity import GcpIdentityApiKeyProvider
 from providers.http import HttpClient
+from rotator import clock as rotator_clock
 from rotator.errors import BadInputError
 from rotator.sandbox import Sandbox, SeededValue
 from rotator.sandbox.world import GCP_PROJECT
@@ -34,7 +34,9 @@ class FileCredentials:
 def test_key_id_and_resource_name_resolve_to_the_same_key(
     sandbox: Sandbox, seeded: dict[str, SeededValue], tmp_path: Path, clock: Any
 ) -> None:
-    clock.now = datetime.now(UTC)  # the service-account JWT carries the real time
+    # The service-account JWT carries rotator's time: the sandbox must agree with it (a
+    # session fixture elsewhere may hold a simulated year open in this worker).
+    clock.now = rotator_clock.now()
     key_file = sandbox.write_service_account_file(tmp_path / "sa.json")
     base = sandbox.base_url
     ctx = ProviderContext(

@@ -23,7 +23,7 @@ After every step it checks the invariants of DESIGN.md §4:
 - I8: no quarterly step before its month gate, no promotion outside the window.
 
 Mutations tried (each in a copy of the tree, this test run with
-ROTATOR_MODEL_EXAMPLES=30 on a loaded 2-core machine; CI runs 15 examples):
+ROTATOR_MODEL_EXAMPLES=30 on a loaded 2-core machine; CI runs 10 examples):
 
 - the restore step of rollback removed (`publishing.republish` skipped in
   `rollback.do_rollback`): caught by I2 in 340 s (an abort left staging serving the
@@ -482,7 +482,7 @@ class FailureModel(RuleBasedStateMachine):
 
 FailureModel.TestCase.settings = settings(
     max_examples=int(
-        os.environ.get("ROTATOR_MODEL_EXAMPLES", "15" if os.environ.get("CI") == "true" else "6")
+        os.environ.get("ROTATOR_MODEL_EXAMPLES", "10" if os.environ.get("CI") == "true" else "6")
     ),
     stateful_step_count=20,
     deadline=None,
