@@ -232,14 +232,12 @@ class Engine:
         The change is flushed at once, so the database's one-in-flight index speaks here
         (not at commit), and audited with the event that caused it.
         """
-        before = rotation.state
-        after = m.next_state(rotation.kind, before, event, resume_to=resume_to)
+        before, after = m.apply_transition(rotation, event, resume_to=resume_to)
         now = self.rt.clock()
         if after == m.FAILED:
             # A row that ends in FAILED names where to resume; a failed step resumes itself.
             point = (m.resume_point(rotation.kind, before) if event == "done" else None) or before
             repo.set_facts(rotation, failed_state=point)
-        rotation.state = after
         rotation.updated_at = now
         if after in m.TERMINAL:
             rotation.active = False
@@ -507,7 +505,7 @@ class Engine:
             record = s.get(SecretRecord, rotation.secret_id)
             assert record is not None
             work = Work(rotation_id, fence, step, unit, rotation.kind, repo.facts_of(rotation))
-            work.state = rotation.state
+            work.begun_in = rotation.state
             need = _values_needed(step, rotation.kind)
             for state in (repo.CURRENT, repo.PENDING, repo.PREVIOUS):
                 version = repo.version_in(s, record.id or 0, state)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from rotator.errors import RefusedError
 
@@ -348,6 +349,46 @@ def next_state(kind: str, state: str, event: str, *, resume_to: str | None = Non
     if kind not in kinds or state not in sources:
         raise IllegalTransition(f"a {kind} rotation in {state} cannot take {event!r}")
     return target
+
+
+class HasState(Protocol):
+    state: str
+
+
+class Rotating(HasState, Protocol):
+    kind: str
+
+
+def apply_transition(
+    rotation: Rotating, event: str, *, resume_to: str | None = None
+) -> tuple[str, str]:
+    """Move `rotation` to the state `next_state` answers: the one place a rotation's
+    state is written. Returns (before, after)."""
+    before = rotation.state
+    after = next_state(rotation.kind, before, event, resume_to=resume_to)
+    rotation.state = after
+    return before, after
+
+
+# A credential version's life: which moves the sequences make (promote, rollback, revoke).
+VERSION_MOVES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("pending", "current"),  # promote
+        ("current", "previous"),  # promote: the old one steps aside
+        ("previous", "current"),  # rollback after promotion
+        ("current", "pending"),  # an emergency's rollback keeps its new credential
+        ("pending", "revoked"),
+        ("current", "revoked"),
+        ("previous", "revoked"),
+    }
+)
+
+
+def move_version(version: HasState, to: str) -> None:
+    """Move a credential version, refusing a move no sequence makes (a bug, not input)."""
+    if (version.state, to) not in VERSION_MOVES:
+        raise IllegalTransition(f"a credential version cannot go from {version.state} to {to}")
+    version.state = to
 
 
 def resume_point(kind: str, state: str) -> str | None:

@@ -101,10 +101,10 @@ def after_publish(engine: Engine, work: Work, envs: tuple[str, ...]) -> tuple[Ap
         old = repo.version_in(s, record.id or 0, repo.CURRENT)
         new = repo.version_in(s, record.id or 0, repo.PENDING)
         if old is not None:
-            old.state = repo.PREVIOUS
+            m.move_version(old, repo.PREVIOUS)
             s.add(old)
         if new is not None:
-            new.state = repo.CURRENT
+            m.move_version(new, repo.CURRENT)
             new.promoted_at = promoted_at
             s.add(new)
         repo.set_facts(rotation, promoted_at=promoted_at.isoformat())

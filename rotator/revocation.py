@@ -68,7 +68,7 @@ def mark_revoked(engine: Engine, s: Session, work: Work, ids: list[str]) -> None
         if version is None or version.state == repo.REVOKED:
             continue
         was = version.state
-        version.state = repo.REVOKED
+        m.move_version(version, repo.REVOKED)
         version.revoked_at = engine.rt.clock()
         version.ciphertext = None  # the value is destroyed with the credential
         s.add(version)

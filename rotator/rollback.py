@@ -67,7 +67,7 @@ def do_rollback(engine: Engine, work: Work) -> Apply:
                 f"{unit.spec.name}{unit.env_flag}`"
             )
     work.served[new[0].id] = []
-    keep_new = work.kind == m.EMERGENCY and work.state == m.ROLLING_BACK
+    keep_new = work.kind == m.EMERGENCY and work.begun_in == m.ROLLING_BACK
     revoked: list[str] = []
     person = None
     if not keep_new:
@@ -82,8 +82,8 @@ def do_rollback(engine: Engine, work: Work) -> Apply:
     def apply(s: Session, rotation: Rotation) -> None:
         o, n = s.get(CredentialVersion, old[0].id), s.get(CredentialVersion, new[0].id)
         if promoted and o is not None and n is not None:
-            o.state = repo.CURRENT
-            n.state = repo.PENDING if keep_new else repo.PREVIOUS
+            m.move_version(o, repo.CURRENT)
+            m.move_version(n, repo.PENDING if keep_new else repo.PREVIOUS)
             s.add_all([o, n])
         revocation.mark_revoked(engine, s, work, revoked)
         engine.audit(

@@ -78,7 +78,7 @@ class Work:
     to_revoke: list[tuple[CredentialVersion, Secret | None]] = field(default_factory=list)
     served: dict[str, list[str]] = field(default_factory=dict)  # version → `env: target`s
     current_id: str | None = None
-    state: str = ""
+    begun_in: str = ""  # the rotation's state when the step began
 
 
 Apply = Callable[[Session, Rotation], None]
