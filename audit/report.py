@@ -33,7 +33,7 @@ th,td{border:1px solid #bbb;padding:.2em .4em;text-align:left;vertical-align:top
 overflow-wrap:anywhere;word-break:break-word}
 th{background:#eee}.ok{background:#e6f4e6;border:2px solid #2a7a2a;padding:.6em}
 .bad{background:#fbe9e9;border:2px solid #a11;padding:.6em}
-.verdict{font-size:1.3em}.muted{color:#666}
+.verdict{font-size:1.3em}.muted{color:#666}.warn{color:#a11}
 code,td.t{font-family:ui-monospace,monospace;font-size:.9em}
 a{color:#1a4f8a}
 @page{size:A4 landscape;margin:10mm}
@@ -211,6 +211,19 @@ def _refused_check(e: Mapping[str, Any]) -> bool:
     )
 
 
+def _window_verdict(promoted: Mapping[str, Any]) -> str:
+    """Say whether production moved inside the maintenance window the event records."""
+    details = _details_of(promoted)
+    inside, window = details.get("in_window"), details.get("window")
+    if inside is True:
+        return f"inside the window ({_cell(window)})"
+    if inside is False:
+        return f'<strong class="warn">OUTSIDE the window</strong> ({_cell(window)})'
+    if window:
+        return _cell(window)
+    return '<span class="muted">window not recorded</span>'
+
+
 def _cycle_matrix(rotations: Mapping[str, list[dict[str, Any]]]) -> str:
     """Return one row per quarterly cycle: each step's time, approver, revocation, reviewer."""
     head = ["Cycle", "Environment", *(s.capitalize() for s in _CYCLE_STEPS), "Outcome"]
@@ -223,8 +236,11 @@ def _cycle_matrix(rotations: Mapping[str, list[dict[str, Any]]]) -> str:
         shown += 1
         done: dict[str, dict[str, Any]] = {"plan": planned}
         revoke_verified = False
+        promoted: dict[str, Any] | None = None
         for e in events:
             kind, step = str(e.get("type") or ""), _step_of(e)
+            if kind == "credential.promoted":
+                promoted = e
             if kind == "step.done" and step in _CYCLE_STEPS:
                 done.setdefault(step, e)
             elif kind == "step.confirmed" and step == "revoke":
@@ -247,6 +263,8 @@ def _cycle_matrix(rotations: Mapping[str, list[dict[str, Any]]]) -> str:
             text = _stamp(done.get(step), who=step in ("approve", "review"))
             if step == "revoke" and step in done:
                 text += "<br>verified refused" if revoke_verified else "<br>not verified"
+            if step == "promote" and promoted is not None:
+                text += "<br>" + _window_verdict(promoted)
             cells.append(f"<td>{text}</td>")
         last = events[-1]
         outcome = _details_of(last).get("state_to") or last.get("type")

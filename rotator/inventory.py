@@ -521,10 +521,22 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
         if not isinstance(lim, dict):
             p.add(lp, lim, "a table with rate and concurrency")
             continue
-        p.unknown(lp, lim, ("rate", "concurrency"))
+        p.unknown(
+            lp,
+            lim,
+            ("rate", "concurrency", "share") if prov == "cloudflare" else ("rate", "concurrency"),
+        )
         for key, value in lim.items():
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 p.add(f"{lp}.{key}", value, "a positive number")
+        share = lim.get("share")
+        if isinstance(share, int | float) and not isinstance(share, bool) and share > 1200:
+            p.add(
+                f"{lp}.share",
+                share,
+                "at most 1200 (Cloudflare's requests per 5 minutes per user; "
+                "leave room for CI and the dashboard)",
+            )
         limits[str(prov)] = {k: float(v) for k, v in lim.items() if isinstance(v, int | float)}
 
     network = _network(p, data, path)

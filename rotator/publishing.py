@@ -9,8 +9,8 @@ is recorded and the machine answers with its rollback.
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session
 
@@ -116,11 +116,31 @@ def after_publish(engine: Engine, work: Work, envs: tuple[str, ...]) -> tuple[Ap
             rotation_id=rotation.id,
             version=new.id if new else None,
             previous=old.id if old else None,
+            **promotion_window(engine, work, promoted_at),
         )
         if failed_env is not None:
             health_failed(engine, s, rotation, work.unit, failed_env, detail)
 
     return promoted, (f"{failed_env} is unhealthy: rolling back" if failed_env else "")
+
+
+def promotion_window(engine: Engine, work: Work, at: datetime) -> dict[str, Any]:
+    """Say, for the trail, whether production moved inside the maintenance window.
+
+    The auditor's report judges each promotion from the event alone, so the event
+    carries the window as it was configured then: an emergency is not bound by it.
+    """
+    if work.kind == m.EMERGENCY:
+        return {"window": "none (an emergency is not bound by the maintenance window)"}
+    from rotator.planning import schedule
+
+    inv = engine.rt.inventory
+    w = inv.window
+    text = (
+        f"{', '.join(w.days)} {w.start.strftime('%H:%M')}-{w.end.strftime('%H:%M')} "
+        f"{inv.time_zone}"
+    )
+    return {"window": text, "in_window": schedule(engine)[0].contains(at)}
 
 
 def health_failed(

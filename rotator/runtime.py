@@ -152,12 +152,34 @@ class Runtime:
                 )
                 for name, lim in merged.items()
             }
-            for kind, budget in SHARED_LIMITS.items():
-                limits.setdefault(kind, limits[budget])
+            budget = self._cloudflare_budget(limits["cloudflare"], merged["cloudflare"])
+            limits["cloudflare"] = budget
+            for kind, shared in SHARED_LIMITS.items():
+                limits.setdefault(kind, limits[shared])
             self._client = client
             self._http = HttpClient(client, sleep=self.sleep, limits=limits, **self.http_options)
             self._http.observers.extend(self.observers)
+            self._http.observers.append(budget.observe)
         return self._http
+
+    def _cloudflare_budget(self, pace: Any, settings: Mapping[str, float]) -> Any:
+        """Wrap the per-process pace in the account's budget, kept in the store.
+
+        Every runner process takes Cloudflare requests from one window in the database,
+        so several runners, CI and the dashboard stay under Cloudflare's 1,200 per 5
+        minutes; the store is opened at the first Cloudflare call, not here.
+        """
+        from rotator.store.cloudflare_budget import BLOCK, DEFAULT_SHARE, CloudflareBudget
+
+        return CloudflareBudget(
+            lambda: self.store,
+            inner=pace,
+            share=int(settings.get("share", DEFAULT_SHARE)),
+            now=self.clock,
+            sleep=self.sleep,
+            max_wait=BLOCK + 30,
+            progress=self.progress,
+        )
 
     def provider(self, name: str) -> Provider:
         if name not in self._providers:

@@ -40,6 +40,8 @@ BLOCK = 300.0
 FLOOR = 100
 """Stop when Cloudflare says fewer than this many requests remain for the user."""
 BATCH = 20
+_MAX_PAUSES = 3
+"""Pauses one request waits out before its `RetryLaterError` goes to the engine."""
 _NAME = "cloudflare"
 _RATELIMIT = re.compile(r"\br=(\d+)\b.*?\bt=(\d+)\b|\bt=(\d+)\b.*?\br=(\d+)\b")
 
@@ -68,6 +70,9 @@ class CloudflareBudget:
         batch: int = BATCH,
         floor: int = FLOOR,
         now: Callable[[], datetime] = clock.now,
+        sleep: Callable[[float], None] | None = None,
+        max_wait: float = 0.0,
+        progress: Callable[[str], None] = lambda _line: None,
     ) -> None:
         if not 0 < share <= CLOUDFLARE_CEILING:
             raise ValueError(f"the Cloudflare share must be between 1 and {CLOUDFLARE_CEILING}")
@@ -79,6 +84,9 @@ class CloudflareBudget:
         self._batch = max(1, batch)
         self._floor = floor
         self._now = now
+        self._sleep = sleep
+        self._max_wait = max_wait
+        self._progress = progress
         self._lock = threading.Lock()
         self._allowance = 0
         self._allowance_until: datetime | None = None
@@ -99,7 +107,24 @@ class CloudflareBudget:
             self._inner.__exit__(*exc)
 
     def take(self) -> None:
-        """Take one request, or raise `RetryLaterError` saying until when to wait."""
+        """Take one request, waiting up to `max_wait` for it; else raise `RetryLaterError`.
+
+        A spent share or a block is a pause, not a failure: waiting for the window is
+        what the caller would do anyway, and a step's retry budget is for real failures.
+        """
+        for _ in range(_MAX_PAUSES):
+            try:
+                self._take_once()
+                return
+            except RetryLaterError as exc:
+                wait = exc.retry_after or 0.0
+                if self._sleep is None or wait > self._max_wait:
+                    raise
+                self._progress(f"cloudflare: {exc}")
+                self._sleep(wait)
+        self._take_once()
+
+    def _take_once(self) -> None:
         with self._lock:
             now = as_utc(self._now())
             if self._allowance > 0 and self._allowance_until and now < self._allowance_until:

@@ -66,3 +66,22 @@ def test_report_shows_problems_and_unverified_state() -> None:
     assert "Verification: INVALID" in page
     assert "entry 2 INVALID: hash mismatch (line &lt;3&gt;)" in page
     assert "was not verified" in render_report([], None)
+
+
+def _cycle(promoted_details: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        event(1, "cycle.planned", rotation_id="q", details={"cycle": "2026-Q1"}),
+        event(2, "step.done", rotation_id="q", details={"step": "promote"}),
+        event(3, "credential.promoted", rotation_id="q", details=promoted_details),
+    ]
+
+
+def test_quarter_matrix_judges_whether_production_moved_inside_the_window() -> None:
+    window = "Tue, Wed 10:00-16:00 Europe/London"
+    inside = render_report(_cycle({"window": window, "in_window": True}), None)
+    assert f"inside the window ({window})" in inside
+    assert "OUTSIDE" not in inside
+    outside = render_report(_cycle({"window": window, "in_window": False}), None)
+    assert f"OUTSIDE the window</strong> ({window})" in outside
+    # A trail written before the window was recorded says so rather than guessing.
+    assert "window not recorded" in render_report(_cycle({}), None)

@@ -30,9 +30,12 @@ def test_tick_runs_at_tiny_size() -> None:
 
 def test_audit_bench_runs_at_tiny_size(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trail, "PG_ADMIN", "postgresql://postgres@127.0.0.1:1/none")
+    # The demo's year (15 s) gives the engine's transaction sizes in `make bench`.
+    monkeypatch.setattr(trail, "engine_transaction_sizes", lambda: [2, 3, 1, 15])
     section = trail.run(events=20, verify_sizes=(100, 200))
     _check(section)
     assert section.raw["verify_200"]["code"] == 0
+    assert section.raw["sqlite_engine_grouped"]["rate"] > 0
 
 
 def test_emergency_measure_in_process() -> None:

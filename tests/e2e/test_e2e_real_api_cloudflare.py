@@ -148,3 +148,23 @@ def test_a_worker_receives_only_the_secrets_it_held(world: World) -> None:
     assert code == 0, output
     assert RESEND not in sorted(script.secrets)
     assert RESEND in _script(w, "production").secrets
+
+
+def test_every_cloudflare_call_is_taken_from_the_budget_in_the_store(world: World) -> None:
+    """Issue 13.6: the runner's Cloudflare calls count against the account's window."""
+    import json
+    import sqlite3
+
+    w = world
+    w.at("2027-01-12T10:00")
+    code, out = _emergency(w)
+    assert code == 0, out
+    log = w.rotate("audit", "log", "--type", "call", "--json").stdout
+    calls = [json.loads(line)["details"] for line in log.splitlines()]
+    cloudflare = [c for c in calls if str(c["service"]).startswith("cloudflare")]
+    assert cloudflare
+    with sqlite3.connect(w.home / "rotator.db") as db:
+        spent, start = db.execute("SELECT spent, window_start FROM cloudflare_budget").fetchone()
+    # Taken in batches of 20: at least every call made, at most a batch more.
+    assert len(cloudflare) <= spent < len(cloudflare) + 20 * 2, (spent, len(cloudflare))
+    assert start.startswith("2027-01-12")

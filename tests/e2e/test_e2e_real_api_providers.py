@@ -15,6 +15,7 @@ from tests.e2e.conftest import World
 
 RESEND = "BANDOFBAKERS_RESEND_API_KEY"
 STRIPE = "BANDOFBAKERS_STRIPE_SECRET_KEY"
+GCP = "BANDOFBAKERS_GCP_IDENTITY_PLATFORM_API_KEY"
 MANAGEMENT_ENV = "ROTATOR_E2E_RESEND_MANAGEMENT_KEY"
 
 
@@ -109,4 +110,85 @@ def test_a_quarterly_cycle_and_an_emergency_with_a_sending_key(world: World) -> 
     assert current is not None and current.permission == "sending_access"
     assert {k.permission for k in keys.values()} == {"full_access", "sending_access"}
     _production_always_healthy(w)
+    _no_leaks(w)
+
+
+def test_a_gcp_key_blocked_by_referrer_is_not_counted_as_revoked(world: World) -> None:
+    """The old key answers `API_KEY_HTTP_REFERRER_BLOCKED`: alive, so not revoked.
+
+    Someone undeletes the old key in the console right after the tool deleted it (Google
+    keeps a deleted key undeletable for 30 days), and its referrers no longer match the
+    tool's probe: the probe is refused, but for a restriction, not because the key is gone.
+    """
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    w = world
+    w.at("2027-01-12T10:00")
+    sandbox = w.sandbox.world
+    with sandbox.lock:
+        old = next(k for k in sandbox.apikeys.keys.values() if k.key_id == "idp-web-initial")
+    undeleted: list[str] = []
+
+    def undelete_once(_n: int, method: str, path: str, phase: str) -> None:
+        if phase == "after" and method == "DELETE" and path.endswith("/idp-web-initial"):
+            if not undeleted:
+                with sandbox.lock:
+                    old.deleted = None
+                    old.restrictions = {
+                        "browserKeyRestrictions": {
+                            "allowedReferrers": ["https://admin.example.com/*"]
+                        }
+                    }
+                undeleted.append(path)
+
+    w.sandbox.on_request = undelete_once
+    env = {
+        **os.environ,
+        **w.env,
+        "ROTATOR_FAKE_TIME": w.clock().isoformat(),
+        "ROTATOR_ACTOR": "sec@e2e",
+        "ROTATOR_PROGRESS": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rotator", "emergency", GCP, "--reason", "leaked", "--yes"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "retrying in" in line:
+            break
+    # The tool would check again in a minute; a person stops it here to look.
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    text = "".join(seen) + rest
+    w.outputs.append(text)
+    assert undeleted, text
+    assert "still accepts credential" in text, text
+    assert proc.returncode == 130, text
+    # Not counted as revoked: the old credential is not `revoked` and no event says so.
+    shown = json.loads(w.rotate("show", GCP, "--json").stdout)
+    states = {v["id"]: v["state"] for v in shown["versions"]}
+    assert "revoked" not in states.values(), states
+    log = w.rotate("audit", "log", "--secret", GCP, "--json").stdout
+    assert '"credential.revoked"' not in log
+    with sandbox.lock:
+        assert old.deleted is None  # it really is alive at Google
+    # A minute later the tool deletes it again; this time it is gone and proven so.
+    w.sandbox.on_request = None
+    w.at("2027-01-12T10:05")
+    again = w.rotate("emergency", GCP, "--reason", "leaked", "--yes", actor="sec@e2e")
+    assert again.returncode == 0, again.stdout + again.stderr
+    with sandbox.lock:
+        assert old.deleted is not None
+    log = w.rotate("audit", "log", "--secret", GCP, "--json").stdout
+    assert '"credential.revoked"' in log
     _no_leaks(w)

@@ -86,6 +86,10 @@ def test_each_step_happens_in_its_month_and_window(year: dict[str, Any]) -> None
     for e in events:
         if e["type"] == "cycle.planned":
             cycles[e["rotation_id"]] = e["details"]["cycle"]
+        if e["type"] == "credential.promoted" and e["rotation_id"] in cycles:
+            # The trail itself says so, for the auditor's report.
+            assert e["details"]["in_window"] is True, e
+            assert e["details"]["window"].endswith("Europe/London"), e
         if e["type"] != "step.done" or e["rotation_id"] not in cycles:
             continue
         step = e["details"]["step"]

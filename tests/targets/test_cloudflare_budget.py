@@ -86,3 +86,37 @@ def test_ratelimit_header_forms() -> None:
     assert ratelimit('"default";t=30;r=50') == (50, 30)
     assert ratelimit("garbage") is None
     assert ratelimit(None) is None
+
+
+def test_a_spent_share_is_waited_out_not_failed(store_url: str) -> None:
+    clock = Clock()
+    slept: list[float] = []
+    said: list[str] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.now += timedelta(seconds=seconds)
+
+    budget = CloudflareBudget(
+        _opener(store_url),
+        share=5,
+        batch=5,
+        now=clock,
+        sleep=sleep,
+        max_wait=330,
+        progress=said.append,
+    )
+    for _ in range(6):
+        budget.take()
+    assert slept == [300.0]
+    assert "is spent; waiting 300s" in said[0]
+
+
+def test_a_wait_longer_than_allowed_goes_to_the_engine(store_url: str) -> None:
+    clock = Clock()
+    budget = CloudflareBudget(
+        _opener(store_url), batch=1, now=clock, sleep=lambda _s: None, max_wait=60
+    )
+    budget.block(300)
+    with pytest.raises(RetryLaterError, match="blocking"):
+        budget.take()
