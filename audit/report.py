@@ -34,7 +34,8 @@ overflow-wrap:anywhere;word-break:break-word}
 th{background:#eee}.ok{background:#e6f4e6;border:2px solid #2a7a2a;padding:.6em}
 .bad{background:#fbe9e9;border:2px solid #a11;padding:.6em}
 .verdict{font-size:1.3em}.muted{color:#666}.warn{color:#a11}
-.matrix td,.matrix th{overflow-wrap:normal;word-break:normal}.matrix td:first-child{white-space:nowrap}
+.matrix td,.matrix th{overflow-wrap:normal;word-break:normal}
+.matrix td:first-child{white-space:nowrap}
 code,td.t{font-family:ui-monospace,monospace;font-size:.9em}
 a{color:#1a4f8a}
 @page{size:A4 landscape;margin:10mm}

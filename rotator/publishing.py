@@ -137,8 +137,7 @@ def promotion_window(engine: Engine, work: Work, at: datetime) -> dict[str, Any]
     inv = engine.rt.inventory
     w = inv.window
     text = (
-        f"{', '.join(w.days)} {w.start.strftime('%H:%M')}-{w.end.strftime('%H:%M')} "
-        f"{inv.time_zone}"
+        f"{', '.join(w.days)} {w.start.strftime('%H:%M')}-{w.end.strftime('%H:%M')} {inv.time_zone}"
     )
     return {"window": text, "in_window": schedule(engine)[0].contains(at)}
 

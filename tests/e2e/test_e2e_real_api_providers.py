@@ -134,16 +134,14 @@ def test_a_gcp_key_blocked_by_referrer_is_not_counted_as_revoked(world: World) -
     undeleted: list[str] = []
 
     def undelete_once(_n: int, method: str, path: str, phase: str) -> None:
-        if phase == "after" and method == "DELETE" and path.endswith("/idp-web-initial"):
-            if not undeleted:
-                with sandbox.lock:
-                    old.deleted = None
-                    old.restrictions = {
-                        "browserKeyRestrictions": {
-                            "allowedReferrers": ["https://admin.example.com/*"]
-                        }
-                    }
-                undeleted.append(path)
+        deleting = method == "DELETE" and path.endswith("/idp-web-initial")
+        if phase == "after" and deleting and not undeleted:
+            with sandbox.lock:
+                old.deleted = None
+                old.restrictions = {
+                    "browserKeyRestrictions": {"allowedReferrers": ["https://admin.example.com/*"]}
+                }
+            undeleted.append(path)
 
     w.sandbox.on_request = undelete_once
     env = {
