@@ -137,6 +137,8 @@ class CallRecord:
     status: int | None
     attempt: int
     outcome: str
+    retry_after: float | None = None
+    """Seconds the server asked to wait (`Retry-After` of a 429 or 503), when it said."""
 
 
 class HttpClient:
@@ -178,11 +180,19 @@ class HttpClient:
         status: int | None,
         attempt: int,
         outcome: str,
+        retry_after: float | None = None,
     ) -> None:
         if not self.observers:
             return
         record = CallRecord(
-            kw["provider"], kw["operation"], method, redact_url(url), status, attempt, outcome
+            kw["provider"],
+            kw["operation"],
+            method,
+            redact_url(url),
+            status,
+            attempt,
+            outcome,
+            retry_after,
         )
         for observer in self.observers:
             observer(record)
@@ -251,7 +261,8 @@ class HttpClient:
                 if status not in RETRY_STATUSES:
                     self._observe(method, url, kw, status, attempt, "answered")
                     return response
-                self._observe(method, url, kw, status, attempt, "retryable")
+                wait = parse_retry_after(response.headers.get("retry-after"))
+                self._observe(method, url, kw, status, attempt, "retryable", wait)
                 reason = f"{where} answered {status}"
                 if status != 429 and not idempotent:
                     raise RetryLaterError(
@@ -259,7 +270,6 @@ class HttpClient:
                         status=status,
                         **kw,
                     )
-                wait = parse_retry_after(response.headers.get("retry-after"))
                 response.close()
             if wait is None:
                 wait = self.backoff(attempt)

@@ -36,6 +36,7 @@ from rotator.errors import (
     ProviderError,
     ProviderRefusedError,
     RefusedError,
+    RetryLaterError,
     RollbackIncompleteError,
     RotatorError,
     StoreError,
@@ -46,6 +47,7 @@ from rotator.errors import (
 from rotator.redact import scrub
 from rotator.runtime import Runtime
 from rotator.secret import Secret
+from rotator.store.cloudflare_budget import PAUSE_OPERATION
 from rotator.store.models import CredentialVersion, Rotation, SecretRecord, StepRecord
 from rotator.work import (
     Apply,
@@ -673,9 +675,11 @@ class Engine:
             message = f"unexpected {type(exc).__name__} during {work.step} (a bug: see the log)"
         needs_person = isinstance(exc, NEEDS_PERSON)
         status = getattr(exc, "status", None)
+        # Waiting for the Cloudflare budget is pacing, not a failure of the step.
+        paused = isinstance(exc, RetryLaterError) and exc.operation == PAUSE_OPERATION
         with self.rt.store.write() as s:
             rotation = repo.fenced(s, work.rotation_id, work.fence)
-            rotation.attempts += 1
+            rotation.attempts += 0 if paused else 1
             rotation.last_error = message
             now = self.rt.clock()
             if needs_person or rotation.attempts >= RETRY_BUDGET:

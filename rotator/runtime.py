@@ -169,7 +169,7 @@ class Runtime:
         so several runners, CI and the dashboard stay under Cloudflare's 1,200 per 5
         minutes; the store is opened at the first Cloudflare call, not here.
         """
-        from rotator.store.cloudflare_budget import BLOCK, DEFAULT_SHARE, CloudflareBudget
+        from rotator.store.cloudflare_budget import DEFAULT_SHARE, INLINE_WAIT, CloudflareBudget
 
         return CloudflareBudget(
             lambda: self.store,
@@ -177,7 +177,10 @@ class Runtime:
             share=int(settings.get("share", DEFAULT_SHARE)),
             now=self.clock,
             sleep=self.sleep,
-            max_wait=BLOCK + 30,
+            # Pauses as short as the HTTP client waits inline; a longer one (a spent
+            # window, a 5-minute block) goes to the engine, which retries the step after
+            # it without counting it as a failed attempt.
+            max_wait=INLINE_WAIT,
             progress=self.progress,
         )
 

@@ -40,6 +40,10 @@ BLOCK = 300.0
 FLOOR = 100
 """Stop when Cloudflare says fewer than this many requests remain for the user."""
 BATCH = 20
+INLINE_WAIT = 30.0
+"""The longest pause waited out in the call, as `HttpClient.max_inline_wait`."""
+PAUSE_OPERATION = "budget"
+"""The `operation` of the `RetryLaterError` for a pause: the engine does not count it."""
 _MAX_PAUSES = 3
 """Pauses one request waits out before its `RetryLaterError` goes to the engine."""
 _NAME = "cloudflare"
@@ -159,7 +163,7 @@ class CloudflareBudget:
             f"{why}; waiting {seconds:.0f}s before calling Cloudflare again",
             retry_after=seconds,
             provider="cloudflare",
-            operation="budget",
+            operation=PAUSE_OPERATION,
             status=429,
         )
 
@@ -178,10 +182,15 @@ class CloudflareBudget:
             self._allowance = 0
 
     def observe(self, record: Any) -> None:
-        """Block on a Cloudflare 429 seen by `HttpClient` (an observer of every attempt)."""
+        """Block on a Cloudflare 429 seen by `HttpClient` (an observer of every attempt).
+
+        The block lasts as long as the answer's `Retry-After` says; without one, the
+        5 minutes Cloudflare documents for a user over the limit.
+        """
         provider = str(getattr(record, "provider", ""))
         if provider.startswith("cloudflare") and getattr(record, "status", None) == 429:
-            self.block(BLOCK)
+            said = getattr(record, "retry_after", None)
+            self.block(float(said) if said is not None else BLOCK)
 
     def observe_headers(self, headers: Mapping[str, str]) -> None:
         """Read `Retry-After` and `Ratelimit` of a Cloudflare answer; stop early if low."""

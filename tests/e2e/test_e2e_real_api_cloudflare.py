@@ -168,3 +168,31 @@ def test_every_cloudflare_call_is_taken_from_the_budget_in_the_store(world: Worl
     # Taken in batches of 20: at least every call made, at most a batch more.
     assert len(cloudflare) <= spent < len(cloudflare) + 20 * 2, (spent, len(cloudflare))
     assert start.startswith("2027-01-12")
+
+
+def test_a_spent_cloudflare_share_pauses_the_step_without_counting_a_failure(
+    world: World,
+) -> None:
+    """Issue 13.6: the share is the account's; waiting for it is not a failed attempt."""
+    import sqlite3
+
+    w = world
+    text = w.inventory.read_text()
+    w.inventory.write_text(text.replace("[limits.cloudflare]\n", "[limits.cloudflare]\nshare = 3\n"))
+    w.at("2027-01-01T02:30")
+    paused = w.rotate("run")
+    assert paused.returncode == 1, paused.stdout + paused.stderr
+    assert "is spent" in paused.stdout + paused.stderr
+    with sqlite3.connect(w.home / "rotator.db") as db:
+        waiting = db.execute(
+            "SELECT attempts FROM rotation WHERE last_error LIKE '%is spent%'"
+        ).fetchall()
+    assert waiting and all(attempts == 0 for (attempts,) in waiting), waiting
+    # Five minutes later the window has turned: the steps go on where they paused.
+    w.at("2027-01-01T02:36")
+    again = w.rotate("run")
+    assert "is spent" in again.stdout + again.stderr  # three more, then paused again
+    bad = w.inventory.read_text().replace("share = 3", "share = 5000")
+    w.inventory.write_text(bad)
+    refused = w.rotate("check", "--offline")
+    assert refused.returncode == 3 and "limits.cloudflare.share" in refused.stderr

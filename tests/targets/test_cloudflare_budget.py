@@ -120,3 +120,16 @@ def test_a_wait_longer_than_allowed_goes_to_the_engine(store_url: str) -> None:
     budget.block(300)
     with pytest.raises(RetryLaterError, match="blocking"):
         budget.take()
+
+
+def test_a_429_with_retry_after_blocks_for_as_long_as_it_says(store_url: str) -> None:
+    clock = Clock()
+    budget = CloudflareBudget(_opener(store_url), batch=1, now=clock)
+    budget.observe(
+        CallRecord("cloudflare-pages", "set vars", "PATCH", "https://x", 429, 1, "retry", 7.0)
+    )
+    with pytest.raises(RetryLaterError) as caught:
+        budget.take()
+    assert caught.value.retry_after == 7.0
+    clock.now += timedelta(seconds=8)
+    budget.take()
