@@ -178,7 +178,8 @@ def test_a_spent_cloudflare_share_pauses_the_step_without_counting_a_failure(
 
     w = world
     text = w.inventory.read_text()
-    w.inventory.write_text(text.replace("[limits.cloudflare]\n", "[limits.cloudflare]\nshare = 3\n"))
+    limited = text.replace("[limits.cloudflare]\n", "[limits.cloudflare]\nshare = 3\n")
+    w.inventory.write_text(limited)
     w.at("2027-01-01T02:30")
     paused = w.rotate("run")
     assert paused.returncode == 1, paused.stdout + paused.stderr
