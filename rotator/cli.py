@@ -348,9 +348,19 @@ def import_(
 @app.command()
 def status(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
     """Show every secret: provider, scope, age of its value, rotation in flight, next step."""
-    from rotator.commands import status as status_rows
+    from rotator import clock
+    from rotator import inventory as inv_mod
+    from rotator.paths import inventory_path
+    from rotator.store.status import read_status
 
-    rows = status_rows(_engine(inventory))
+    inv = inv_mod.load(inventory_path(inventory))
+    # A current SQLite file is read with sqlite3 alone (no SQLAlchemy: issue 19's start-up
+    # goal); anything else, or a rotation whose gate needs the machine, takes the full path.
+    rows = read_status(inv, clock.now())
+    if rows is None:
+        from rotator.commands import status as status_rows
+
+        rows = status_rows(_engine(inventory))
     if as_json:
         _json(rows)
         return

@@ -1,0 +1,58 @@
+"""Issue 19: `rotate status` reads a SQLite file with sqlite3 alone, and says the same."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+from ops_world import closed_port_url, ops_world
+
+from rotator import commands
+from rotator.store.status import read_status
+
+STRIPE = "BANDOFBAKERS_STRIPE_SECRET_KEY"
+
+
+def test_the_sqlite3_read_gives_the_rows_of_the_full_path(state_dir: Path, tmp_path: Path) -> None:
+    """Person states, failed notifications, ages: identical; a validated rotation defers."""
+    with ops_world(
+        tmp_path, start=date(2027, 1, 1), webhook_url=closed_port_url(), notify_email=False
+    ) as world:
+        compared = deferred = 0
+        days = [date(2027, 1, 1), date(2027, 1, 2), date(2027, 2, 1), date(2027, 3, 2)]
+        for day in [*days, date(2027, 3, 2) + timedelta(days=1)]:
+            world.at(day)
+            engine = world.engine()
+            engine.run()
+            engine.checkpoint()
+            full = commands.status(engine)
+            fast = read_status(engine.rt.inventory, engine.rt.clock())
+            if fast is None:
+                # Only a rotation whose next step needs the machine's facts takes the full path.
+                assert any(r["state"] == "validated" for row in full for r in row["rotations"])
+                deferred += 1
+                continue
+            assert fast == full, day
+            compared += 1
+            stripe = next(r for r in fast if r["secret"] == STRIPE)
+            assert stripe["rotations"] and stripe["rotations"][0]["needs_person"]
+            assert any(row["notification_failures"] for row in fast)
+        assert compared >= 1 and deferred >= 1, (compared, deferred)
+
+
+def test_no_file_or_another_url_takes_the_full_path(state_dir: Path, tmp_path: Path) -> None:
+    from rotator import clock
+    from rotator import inventory as inv_mod
+    from tests.conftest import EXAMPLE
+
+    inv = inv_mod.load(EXAMPLE)
+    assert read_status(inv, clock.now()) is None  # no database yet: the full path creates it
+    assert read_status(inv, clock.now(), "postgresql://u@h/db") is None
+    assert read_status(inv, clock.now(), "sqlite:///:memory:") is None
+
+
+def test_the_state_name_is_the_repository_s() -> None:
+    from rotator import repository
+    from rotator.store import status
+
+    assert status.CURRENT == repository.CURRENT
