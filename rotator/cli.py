@@ -209,6 +209,24 @@ def _read_value(prompt: str) -> Secret:
         ) from None
 
 
+def local_time(value: datetime | str | None, tz: tzinfo, *, seconds: bool = False) -> str:
+    """Show a time in `tz`, the inventory's zone, with the zone's name; "-" for none.
+
+    Times are stored, and printed by `--json`, in UTC (ISO 8601); a person reads them in
+    the inventory's `settings.time_zone` (docs/inventory.md). A string is ISO 8601, and a
+    naive time is UTC, as stored.
+    """
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        from datetime import UTC
+
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
+
+
 def _outcomes(outcomes: list[Outcome], as_json: bool, tz: tzinfo | None = None) -> int:
     """Print outcomes (times in `tz`, the inventory's zone; UTC in JSON); return the code."""
     if as_json:
@@ -218,7 +236,7 @@ def _outcomes(outcomes: list[Outcome], as_json: bool, tz: tzinfo | None = None) 
             steps = ", ".join(o.steps) if o.steps else "-"
             until = ""
             if o.until and tz is not None:
-                until = f" until {o.until.astimezone(tz):%Y-%m-%d %H:%M %Z}"
+                until = f" until {local_time(o.until, tz)}"
             elif o.until:
                 until = f" until {o.until.isoformat()}"
             typer.echo(f"{o.unit:<50} {o.status:<8} {steps:<28} {o.message}{until}")
@@ -386,8 +404,8 @@ def status(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
     for row in rows:
         for failure in row.get("notification_failures", []):
             typer.echo(
-                f"notification channel {failure['channel']} failed at {failure['time']}: "
-                f"{failure['error']}"
+                f"notification channel {failure['channel']} failed at "
+                f"{local_time(failure['time'], inv.tz)}: {failure['error']}"
             )
 
 
@@ -452,7 +470,7 @@ def plan(
 def _plan_line(line: PlanLine, engine: Engine) -> None:
     until = ""
     if line.until:
-        until = f" (until {line.until.astimezone(engine.rt.inventory.tz):%Y-%m-%d %H:%M %Z})"
+        until = f" (until {local_time(line.until, engine.rt.inventory.tz)})"
     typer.echo(f"{line.unit:<46} {line.state:<16} {line.action:<9} {line.reason}{until}")
 
 
@@ -751,22 +769,27 @@ def show(
     if as_json:
         _json(data)
         return
-    _echo_safe(f"{data['secret']} ({data['scope']})")
+    tz = engine.rt.inventory.tz
+
+    def at(value: str | None) -> str:
+        return local_time(value, tz, seconds=True)
+
+    _echo_safe(f"{data['secret']} ({data['scope']}); times in {engine.rt.inventory.time_zone}")
     _echo_safe("versions:")
     for v in data["versions"]:
         _echo_safe(
-            f"  {v['id']}  {v['state']:<9} created {v['created_at']}  "
-            f"promoted {v['promoted_at'] or '-'}  revoked {v['revoked_at'] or '-'}"
+            f"  {v['id']}  {v['state']:<9} created {at(v['created_at'])}  "
+            f"promoted {at(v['promoted_at'])}  revoked {at(v['revoked_at'])}"
         )
     _echo_safe("rotations:")
     for r in data["rotations"]:
         _echo_safe(f"  {r['id']}  {r['kind']} {r['cycle'] or ''} {r['state']}  by {r['actor']}")
         for st in r["steps"]:
             _echo_safe(
-                f"      {st['started_at']}  {st['step']:<9} {st['status']:<16} {st['actor']}"
+                f"      {at(st['started_at'])}  {st['step']:<9} {st['status']:<16} {st['actor']}"
             )
         for a in r["approvals"]:
-            _echo_safe(f"      {a['at']}  {a['kind']:<9} {a['actor']}: {a['note']}")
+            _echo_safe(f"      {at(a['at'])}  {a['kind']:<9} {a['actor']}: {a['note']}")
         if r.get("instruction"):
             _echo_safe("      needs a person: " + r["instruction"].replace("\n", "\n      "))
     if data.get("serving"):
@@ -1207,12 +1230,15 @@ def audit_log(
     until: Annotated[str | None, typer.Option("--until", help="Before this UTC time.")] = None,
     actor: Annotated[str | None, typer.Option("--actor", help="Only this actor.")] = None,
     event_type: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
+    inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List audit events, filtered; read-only."""
+    """List audit events, filtered; read-only. Times in the inventory's zone (UTC in --json)."""
     from audit.entry import decode_entry
     from audit.trail import iter_events
     from rotator.store.db import open_store
+
+    tz = _display_zone(inventory)
 
     store = open_store()
     with store.read() as s:
@@ -1236,9 +1262,32 @@ def audit_log(
                 where += f"[{entry['environment']}]"
             details = " ".join(f"{k}={v}" for k, v in sorted((entry.get("details") or {}).items()))
             _echo_safe(
-                f"{entry.get('seq')!s:>7} {entry.get('time')} {entry.get('actor')!s:<24} "
+                f"{entry.get('seq')!s:>7} {_entry_time(entry.get('time'), tz)} "
+                f"{entry.get('actor')!s:<24} "
                 f"{entry.get('type')!s:<22} {where:<44} {details}"
             )
+
+
+def _display_zone(inventory: str | None) -> tzinfo:
+    """The inventory's zone; UTC when no inventory was named and the default is absent."""
+    from datetime import UTC
+
+    from rotator import inventory as inv_mod
+    from rotator.paths import inventory_path
+
+    path = inventory_path(inventory)
+    if not path.exists() and inventory is None:
+        return UTC
+    return inv_mod.load(path).tz
+
+
+def _entry_time(value: object, tz: tzinfo) -> str:
+    if not isinstance(value, str):
+        return str(value)
+    try:
+        return local_time(value, tz, seconds=True)
+    except ValueError:
+        return value  # an unreadable time is shown as stored; `audit verify` names it
 
 
 def _mac_key_if_present() -> bytes | None:

@@ -209,3 +209,51 @@ def test_status_on_a_current_sqlite_file_loads_no_database_layer(state_dir: Path
     assert rows == json.loads(full.stdout)
     resend = next(r for r in rows if r["secret"] == "BANDOFBAKERS_RESEND_API_KEY")
     assert resend["current"] is True and resend["age_days"] == 0.0
+
+
+def _tokyo_inventory(tmp_path: Path) -> str:
+    text = EXAMPLE.read_text().replace('time_zone = "Europe/London"', 'time_zone = "Asia/Tokyo"')
+    path = tmp_path / "tokyo.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_show_and_audit_log_print_times_in_the_inventory_zone(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    """docs/inventory.md: times are stored in UTC and shown in the inventory's zone."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    inv = _tokyo_inventory(tmp_path)
+    rotate("init")
+    imported = rotate("import", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv, input="re_tz\n")
+    assert imported.returncode == 0, imported.stderr
+    data = json.loads(rotate("show", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv, "--json").stdout)
+    created = datetime.fromisoformat(data["versions"][0]["created_at"])
+    assert created.utcoffset() is not None and created.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+    local = created.astimezone(ZoneInfo("Asia/Tokyo"))
+    shown = rotate("show", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv)
+    assert shown.returncode == 0, shown.stderr
+    assert f"created {local:%Y-%m-%d %H:%M:%S} JST" in shown.stdout, shown.stdout
+    log = rotate("audit", "log", "-i", inv)
+    assert log.returncode == 0, log.stderr
+    assert f"{local:%Y-%m-%d %H:%M}" in log.stdout and " JST " in log.stdout, log.stdout
+    entries = [json.loads(line) for line in rotate("audit", "log", "--json").stdout.splitlines()]
+    assert all(e["time"].endswith("Z") for e in entries)  # UTC in JSON
+
+
+def test_local_time_reads_stored_utc_forms() -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from rotator.cli import local_time
+
+    tokyo = ZoneInfo("Asia/Tokyo")
+    assert local_time(None, tokyo) == "-"
+    assert local_time("2027-01-01T02:30:00.000001Z", tokyo) == "2027-01-01 11:30 JST"
+    assert local_time("2027-01-01T02:30:05+00:00", tokyo, seconds=True) == "2027-01-01 11:30:05 JST"
+    assert (
+        local_time(datetime(2027, 7, 1, 1, 0), ZoneInfo("Europe/London")) == "2027-07-01 02:00 BST"
+    )
+    assert local_time(datetime(2027, 7, 1, 1, 0, tzinfo=UTC), UTC) == "2027-07-01 01:00 UTC"
