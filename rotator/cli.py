@@ -148,13 +148,11 @@ QUIET = False
 
 
 def _progress_line(rt: Runtime) -> Callable[[str], None]:
-    """Return a progress printer that does not claim a notification nobody could receive."""
+    """Return a progress printer (the lines say what happened: see `notify.step_note`)."""
 
     def say(line: str) -> None:
         if QUIET:
             return
-        if line.endswith(": notify ok") and not rt.inventory.notifications:
-            line = line[: -len("ok")] + "skipped (no channel in the inventory's [notifications])"
         _echo_err(f"  … {line}")
 
     return say
