@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -22,6 +22,7 @@ from rotator.errors import BadInputError, RotatorError
 if TYPE_CHECKING:
     from rotator.commands import PlanLine
     from rotator.engine import Engine, Outcome
+    from rotator.inventory import Inventory
     from rotator.runtime import Runtime
     from rotator.secret import Secret
 
@@ -353,12 +354,78 @@ def import_(
 
     engine = _engine(inventory)
     unit = engine.unit(secret, env)
+    _audit_ready(engine.rt.inventory)
     value = _read_value(f"current value of {unit.label}")
-    vid = import_value(engine, unit, value, ref, replace=replace)
+    try:
+        vid = import_value(engine, unit, value, ref, replace=replace)
+    except RotatorError as exc:
+        recorded = _recorded_as_current(engine, unit, value)
+        if recorded is None:
+            raise
+        # The value is in the database; what failed came after (the closing checkpoint or
+        # its copy to the sink). Say so: "not taken" would send the person to import again.
+        _echo_err(
+            f"error: {unit.label}: the value WAS recorded as current (version {recorded}); "
+            f"do not import it again. After that: {exc}"
+        )
+        raise typer.Exit(exc.exit_code) from None
     if as_json:
         _json({"secret": unit.spec.name, "environment": _env_of(unit), "version": vid})
         return
     typer.echo(f"{unit.label}: recorded as current (version {vid})")
+
+
+def _audit_ready(inv: Inventory) -> None:
+    """Check, before anything is written, that the command's audit can be completed.
+
+    The signing key must load (exit 5) and the external sink must be a regular file this
+    user can append to, or creatable (exit 9): found only after the commit, either failure
+    would leave the action recorded behind an error that says it was not taken.
+    """
+    from audit.checkpoint import sink_last_size
+    from audit.verify import CheckpointError
+    from rotator.errors import AuditError
+    from rotator.keys import load_audit_key
+
+    load_audit_key()
+    sink = _sink_path(inv.audit)
+    if sink is None:
+        return
+    fix = "fix audit.external_sink in the inventory (or the file); nothing was recorded"
+    try:
+        sink_last_size(sink)
+    except (OSError, CheckpointError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise AuditError(
+            f"the external checkpoint sink {sink} cannot be used ({why}); {fix}"
+        ) from None
+    where = sink
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    usable = (
+        os.access(where, os.W_OK)
+        if where == sink
+        else where.is_dir() and os.access(where, os.W_OK | os.X_OK)
+    )
+    if not usable:
+        what = "cannot be appended to" if where == sink else f"cannot be created in {where}"
+        raise AuditError(f"the external checkpoint sink {sink} {what}; {fix}")
+
+
+def _recorded_as_current(engine: Engine, unit: Any, value: Secret) -> str | None:
+    """Return the id of the current version if it holds `value`, else None (a fresh read)."""
+    from rotator import repository as repo
+
+    try:
+        fingerprint = engine.rt.fingerprint(value)
+        with engine.rt.store.read() as s:
+            record = repo.find_secret(s, unit.spec.name, unit.scope_env)
+            current = repo.version_in(s, record.id or 0, repo.CURRENT) if record else None
+    except Exception:  # the store itself failed: nothing can be said, the error stands
+        return None
+    if current is None or current.fingerprint != fingerprint:
+        return None
+    return str(current.id)
 
 
 @app.command()
@@ -1187,20 +1254,25 @@ def keys_rewrap(
 def _audit_config(inventory: str | None) -> tuple[str, str, Path | None]:
     """Return origin, key name and external sink from the inventory (defaults if absent)."""
     from rotator import inventory as inv_mod
-    from rotator.paths import inventory_path, state_dir
+    from rotator.paths import inventory_path
 
     path = inventory_path(inventory)
     if not path.exists() and inventory is None:
         return "rotator", "rotator", None
     cfg = inv_mod.load(path).audit
     origin = str(cfg.get("origin", "rotator"))
+    return origin, str(cfg.get("key_name", origin)), _sink_path(cfg)
+
+
+def _sink_path(cfg: Mapping[str, Any]) -> Path | None:
+    """The inventory's audit.external_sink, resolved as the engine does (relative: state dir)."""
+    from rotator.paths import state_dir
+
     sink = cfg.get("external_sink")
-    sink_path = None
-    if isinstance(sink, str):
-        sink_path = Path(sink).expanduser()
-        if not sink_path.is_absolute():
-            sink_path = state_dir() / sink_path
-    return origin, str(cfg.get("key_name", origin)), sink_path
+    if not isinstance(sink, str):
+        return None
+    path = Path(sink).expanduser()
+    return path if path.is_absolute() else state_dir() / path
 
 
 def _since(text: str | None, option: str) -> datetime | None:

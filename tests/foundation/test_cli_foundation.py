@@ -257,3 +257,62 @@ def test_local_time_reads_stored_utc_forms() -> None:
         local_time(datetime(2027, 7, 1, 1, 0), ZoneInfo("Europe/London")) == "2027-07-01 02:00 BST"
     )
     assert local_time(datetime(2027, 7, 1, 1, 0, tzinfo=UTC), UTC) == "2027-07-01 01:00 UTC"
+
+
+def _sink_inventory(tmp_path: Path, sink: Path) -> str:
+    text = EXAMPLE.read_text().replace(
+        'external_sink = "audit-checkpoints.log"', f'external_sink = "{sink}"'
+    )
+    path = tmp_path / "sink.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_import_with_an_unusable_sink_records_nothing(state_dir: Path, tmp_path: Path) -> None:
+    """Issue 19: the sink is checked before the value is written, so exit 9 is true."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    inv = _sink_inventory(tmp_path, blocker / "audit-checkpoints.log")
+    rotate("init")
+    done = rotate("import", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv, input="re_sink\n")
+    assert done.returncode == 9, done.stderr
+    assert str(blocker / "audit-checkpoints.log") in done.stderr
+    assert "nothing was recorded" in done.stderr, done.stderr
+    status = json.loads(rotate("status", "--json", "-i", inv).stdout)
+    resend = next(r for r in status if r["secret"] == "BANDOFBAKERS_RESEND_API_KEY")
+    assert resend["current"] is False
+    log = rotate("audit", "log", "--json", "--type", "credential.imported")
+    assert log.stdout.strip() == ""
+
+
+def test_import_whose_sink_copy_fails_after_the_commit_says_it_was_recorded(
+    state_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import errno
+    import io
+
+    from audit import checkpoint
+    from rotator import cli
+    from rotator.keys import init_keys
+
+    init_keys()
+    inv = _sink_inventory(tmp_path, tmp_path / "sink" / "audit-checkpoints.log")
+
+    def full_disk(path: Path, body: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(checkpoint, "append_to_sink", full_disk)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"re_recorded\n")))
+    monkeypatch.setattr(sys, "argv", ["rotate", "import", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 9, err
+    assert "WAS recorded as current" in err and "do not import it again" in err, err
+    assert "No space left on device" in err, err
+    status = json.loads(rotate("status", "--json", "-i", inv).stdout)
+    resend = next(r for r in status if r["secret"] == "BANDOFBAKERS_RESEND_API_KEY")
+    assert resend["current"] is True
