@@ -501,7 +501,10 @@ def run(
         # One line on stderr, even under cron: a silent sleep of minutes looks like a hang.
         startup_delay(0 if no_delay else 300.0, say=None if QUIET else _echo_err)
         engine = _engine(inventory)
-        code = _outcomes(engine.run(), as_json, engine.rt.inventory.tz)
+        outcomes = engine.run()
+        code = _outcomes(outcomes, as_json, engine.rt.inventory.tz)
+        if not as_json:
+            pending_steps(engine, outcomes)
         if code == 0:
             from rotator.metrics import record_successful_run
 
@@ -603,13 +606,11 @@ def emergency(
                 abort=True,
             )
         engine.rt.progress = _progress_line(engine.rt)
-        raise typer.Exit(
-            _outcomes(
-                emergency_many(engine, units, reason, workers=workers),
-                as_json,
-                engine.rt.inventory.tz,
-            )
-        )
+        outcomes = emergency_many(engine, units, reason, workers=workers)
+        code = _outcomes(outcomes, as_json, engine.rt.inventory.tz)
+        if not as_json:
+            pending_steps(engine, outcomes)
+        raise typer.Exit(code)
     if every or provider or in_env:
         raise BadInputError("name one SECRET, or select with --all/--provider/--in-env; not both")
     unit = engine.unit(secret, env)
@@ -635,8 +636,8 @@ def emergency(
         raise typer.Exit(130) from None
     engine.checkpoint()
     code = _outcomes([outcome], as_json, engine.rt.inventory.tz)
-    if outcome.status in ("person", "failed"):
-        _show_instruction(engine, unit)
+    if not as_json:  # --json prints one document on stdout, nothing after it
+        pending_steps(engine, [outcome])
     if outcome.status == "claimed":
         # Security staff must not read "done" while another runner still holds the work.
         from rotator.errors import ClaimedElsewhereError
@@ -655,14 +656,61 @@ def _confirm(yes: bool, question: str) -> None:
         typer.confirm(question, abort=True)
 
 
-def _show_instruction(engine: Engine, unit: Any) -> None:
+def pending_steps(engine: Engine, outcomes: list[Outcome]) -> None:
+    """Print each person's step the outcomes left pending: what, by when, the exact command.
+
+    One status read for all of them; the instruction ends with the command to run.
+    """
+    wanted = {o.unit for o in outcomes if o.status in ("person", "failed")}
+    if QUIET or not wanted:
+        return
     from rotator.commands import status as status_rows
 
+    inv = engine.rt.inventory
     for row in status_rows(engine):
-        if row["secret"] == unit.spec.name and row["scope"] == unit.scope_env:
-            for r in row["rotations"]:
-                if r.get("instruction"):
-                    _echo_safe("\nA person is needed:\n" + r["instruction"])
+        label = row["secret"] + ("" if row["scope"] == "shared" else f"[{row['scope']}]")
+        if label not in wanted:
+            continue
+        for r in row["rotations"]:
+            if r.get("instruction"):
+                _echo_safe(f"\n{label}: a person is needed ({r['state']}); {_due(r, inv)}")
+                _echo_safe(r["instruction"])
+
+
+def _due(rotation: dict[str, Any], inv: Inventory) -> str:
+    """When a person's step is due: the cycle's month gates, the window, or now."""
+    from rotator import machine as m
+
+    state, cycle = rotation["state"], rotation["cycle"]
+    if state == m.FAILED:
+        return "nothing moves until the cause is fixed"
+    if rotation["kind"] != m.QUARTERLY or not cycle:
+        return "due now: the emergency waits for it"
+    from schedules import month_gate, parse_cycle_id, parse_window
+
+    c = parse_cycle_id(cycle)
+
+    def gate(month: int) -> str:
+        return local_time(month_gate(c, month, inv.tz), inv.tz)
+
+    if state == m.AWAITING_SUPPLY:
+        return (
+            f"due in month 1 of cycle {cycle}, before month 2 opens {gate(2)}, so staging "
+            "soaks before production moves in month 3"
+        )
+    if state == m.VALIDATED:
+        window = parse_window(
+            list(inv.window.days),
+            inv.window.start.strftime("%H:%M"),
+            inv.window.end.strftime("%H:%M"),
+            inv.time_zone,
+        ).describe()
+        return f"production moves in a maintenance window of month 3 ({window}), from {gate(3)}"
+    if state == m.AWAITING_REVOKE:
+        return f"due in month 4 of cycle {cycle}, from {gate(4)}"
+    if state == m.REVOKED:
+        return f"due now: the review completes cycle {cycle}"
+    return "due now"
 
 
 @app.command()
@@ -680,9 +728,11 @@ def supply(
     engine = _engine(inventory)
     unit = engine.unit(secret, env)
     value = _read_value(f"new value of {unit.label}")
-    raise typer.Exit(
-        _outcomes([supply_value(engine, unit, value)], as_json, engine.rt.inventory.tz)
-    )
+    outcome = supply_value(engine, unit, value)
+    code = _outcomes([outcome], as_json, engine.rt.inventory.tz)
+    if not as_json:
+        pending_steps(engine, [outcome])
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -701,7 +751,10 @@ def confirm(
 
     engine = _engine(inventory)
     outcome = confirm_step(engine, engine.unit(secret, env), step)
-    raise typer.Exit(_outcomes([outcome], as_json, engine.rt.inventory.tz))
+    code = _outcomes([outcome], as_json, engine.rt.inventory.tz)
+    if not as_json:
+        pending_steps(engine, [outcome])
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -772,8 +825,8 @@ def rollback(
     )
     outcome = do_rollback(engine, unit, reason)
     code = _outcomes([outcome], as_json, engine.rt.inventory.tz)
-    if outcome.status in ("person", "failed") and not as_json:
-        _show_instruction(engine, unit)
+    if not as_json:
+        pending_steps(engine, [outcome])
     raise typer.Exit(code)
 
 
@@ -797,8 +850,8 @@ def abort(
     _confirm(yes, f"Abandon the rotation of {unit.label}: put staging back and revoke the new one?")
     outcome = do_rollback(engine, unit, reason, abort=True)
     code = _outcomes([outcome], as_json, engine.rt.inventory.tz)
-    if outcome.status in ("person", "failed") and not as_json:
-        _show_instruction(engine, unit)
+    if not as_json:
+        pending_steps(engine, [outcome])
     raise typer.Exit(code)
 
 
@@ -816,7 +869,10 @@ def resume(
 
     engine = _engine(inventory)
     outcome = resume_rotation(engine, engine.unit(secret, env))
-    raise typer.Exit(_outcomes([outcome], as_json, engine.rt.inventory.tz))
+    code = _outcomes([outcome], as_json, engine.rt.inventory.tz)
+    if not as_json:
+        pending_steps(engine, [outcome])
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -56,3 +56,30 @@ def test_the_state_name_is_the_repository_s() -> None:
     from rotator.store import status
 
     assert status.CURRENT == repository.CURRENT
+
+
+def test_run_prints_each_pending_person_step_with_its_window_and_command(
+    state_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """Issue 19: after a command leaves a person's step pending: the step, when, the command."""
+    from rotator import cli
+
+    with ops_world(tmp_path, start=date(2027, 1, 1), notify_email=False) as world:
+        world.at(date(2027, 1, 1))
+        engine = world.engine()
+        outcomes = engine.run()
+        capsys.readouterr()
+        cli.pending_steps(engine, outcomes)
+        out = capsys.readouterr().out
+        world.at(date(2027, 3, 2))
+        engine = world.engine()
+        cli.pending_steps(engine, engine.run())
+        march = capsys.readouterr().out
+    assert f"{STRIPE}: a person is needed (awaiting-supply)" in out, out
+    assert "due in month 1 of cycle 2027-01, before month 2 opens 2027-02-01 00:00 GMT" in out
+    assert "   rotate supply BANDOFBAKERS_STRIPE_SECRET_KEY" in out
+    assert "rotate supply GOOGLE_CLIENT_SECRET --env staging" in out
+    resend = "BANDOFBAKERS_RESEND_API_KEY: a person is needed (validated)"
+    assert resend in march, march
+    assert "production moves in a maintenance window of month 3 (" in march
+    assert "run rotate approve BANDOFBAKERS_RESEND_API_KEY" in march
