@@ -234,8 +234,11 @@ def read_status(
     ]
     try:
         # Read-only: this path never creates, upgrades or locks anything.
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+        conn = sqlite3.connect(
+            f"{path.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None
+        )
         with closing(conn):
+            conn.execute("BEGIN")  # one snapshot for every read below, as the session has
             revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
             if revision is None or revision[0] != SCHEMA_REVISION:
                 return None

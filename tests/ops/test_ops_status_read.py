@@ -50,6 +50,19 @@ def test_no_file_or_another_url_takes_the_full_path(state_dir: Path, tmp_path: P
     assert read_status(inv, clock.now(), "postgresql://u@h/db") is None
     assert read_status(inv, clock.now(), "sqlite:///:memory:") is None
 
+    import sqlite3
+
+    from rotator.store.db import open_store
+    from rotator.store.location import database_url
+
+    open_store().dispose()  # a current schema: read with sqlite3
+    assert read_status(inv, clock.now()) is not None
+    db = sqlite3.connect(database_url()[len("sqlite:///") :])
+    with db:
+        db.execute("UPDATE alembic_version SET version_num = '0002'")
+    db.close()
+    assert read_status(inv, clock.now()) is None  # another schema: the full path upgrades it
+
 
 def test_the_state_name_is_the_repository_s() -> None:
     from rotator import repository
