@@ -43,6 +43,8 @@ def step_note(engine: Engine, failed: list[str]) -> str:
     """
     if not engine.rt.inventory.notifications:
         return NO_CHANNEL
+    if engine.notifications_held is not None:
+        return "held (a mass emergency sends one message for all, at its end)"
     if failed:
         return f"done, but {', '.join(failed)} failed (audited; `rotate status` lists it)"
     return "ok"

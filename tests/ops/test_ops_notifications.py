@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 from ops_world import OpsWorld, WebhookReceiver, closed_port_url, ops_world
 from sqlmodel import select
@@ -195,3 +196,19 @@ def test_the_notify_step_says_ok_when_every_channel_took_it(
         status, lines = _emergency_progress(world)
     assert status == "done", lines
     assert f"{RESEND}: notify ok" in lines, lines
+
+
+def test_step_note_in_a_mass_emergency_says_held() -> None:
+    from types import SimpleNamespace
+
+    from rotator.notify import NO_CHANNEL, step_note
+
+    def engine(channels: list[dict[str, str]], held: list[str] | None) -> Any:
+        inventory = SimpleNamespace(notifications=channels)
+        return SimpleNamespace(rt=SimpleNamespace(inventory=inventory), notifications_held=held)
+
+    webhook = [{"kind": "webhook"}]
+    assert step_note(engine([], []), []) == NO_CHANNEL
+    assert step_note(engine(webhook, []), []).startswith("held (a mass emergency")
+    assert step_note(engine(webhook, None), []) == "ok"
+    assert step_note(engine(webhook, None), ["webhook[0]"]).startswith("done, but webhook[0]")
