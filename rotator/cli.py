@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -22,6 +22,7 @@ from rotator.errors import BadInputError, RotatorError
 if TYPE_CHECKING:
     from rotator.commands import PlanLine
     from rotator.engine import Engine, Outcome
+    from rotator.inventory import Inventory
     from rotator.runtime import Runtime
     from rotator.secret import Secret
 
@@ -148,13 +149,11 @@ QUIET = False
 
 
 def _progress_line(rt: Runtime) -> Callable[[str], None]:
-    """Return a progress printer that does not claim a notification nobody could receive."""
+    """Return a progress printer (the lines say what happened: see `notify.step_note`)."""
 
     def say(line: str) -> None:
         if QUIET:
             return
-        if line.endswith(": notify ok") and not rt.inventory.notifications:
-            line = line[: -len("ok")] + "skipped (no channel in the inventory's [notifications])"
         _echo_err(f"  … {line}")
 
     return say
@@ -209,6 +208,24 @@ def _read_value(prompt: str) -> Secret:
         ) from None
 
 
+def local_time(value: datetime | str | None, tz: tzinfo, *, seconds: bool = False) -> str:
+    """Show a time in `tz`, the inventory's zone, with the zone's name; "-" for none.
+
+    Times are stored, and printed by `--json`, in UTC (ISO 8601); a person reads them in
+    the inventory's `settings.time_zone` (docs/inventory.md). A string is ISO 8601, and a
+    naive time is UTC, as stored.
+    """
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        from datetime import UTC
+
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
+
+
 def _outcomes(outcomes: list[Outcome], as_json: bool, tz: tzinfo | None = None) -> int:
     """Print outcomes (times in `tz`, the inventory's zone; UTC in JSON); return the code."""
     if as_json:
@@ -218,7 +235,7 @@ def _outcomes(outcomes: list[Outcome], as_json: bool, tz: tzinfo | None = None) 
             steps = ", ".join(o.steps) if o.steps else "-"
             until = ""
             if o.until and tz is not None:
-                until = f" until {o.until.astimezone(tz):%Y-%m-%d %H:%M %Z}"
+                until = f" until {local_time(o.until, tz)}"
             elif o.until:
                 until = f" until {o.until.isoformat()}"
             typer.echo(f"{o.unit:<50} {o.status:<8} {steps:<28} {o.message}{until}")
@@ -337,20 +354,96 @@ def import_(
 
     engine = _engine(inventory)
     unit = engine.unit(secret, env)
+    _audit_ready(engine.rt.inventory)
     value = _read_value(f"current value of {unit.label}")
-    vid = import_value(engine, unit, value, ref, replace=replace)
+    try:
+        vid = import_value(engine, unit, value, ref, replace=replace)
+    except RotatorError as exc:
+        recorded = _recorded_as_current(engine, unit, value)
+        if recorded is None:
+            raise
+        # The value is in the database; what failed came after (the closing checkpoint or
+        # its copy to the sink). Say so: "not taken" would send the person to import again.
+        _echo_err(
+            f"error: {unit.label}: the value WAS recorded as current (version {recorded}); "
+            f"do not import it again. After that: {exc}"
+        )
+        raise typer.Exit(exc.exit_code) from None
     if as_json:
         _json({"secret": unit.spec.name, "environment": _env_of(unit), "version": vid})
         return
     typer.echo(f"{unit.label}: recorded as current (version {vid})")
 
 
+def _audit_ready(inv: Inventory) -> None:
+    """Check, before anything is written, that the command's audit can be completed.
+
+    The signing key must load (exit 5) and the external sink must be a regular file this
+    user can append to, or creatable (exit 9): found only after the commit, either failure
+    would leave the action recorded behind an error that says it was not taken.
+    """
+    from audit.checkpoint import sink_last_size
+    from audit.verify import CheckpointError
+    from rotator.errors import AuditError
+    from rotator.keys import load_audit_key
+
+    load_audit_key()
+    sink = _sink_path(inv.audit)
+    if sink is None:
+        return
+    fix = "fix audit.external_sink in the inventory (or the file); nothing was recorded"
+    try:
+        sink_last_size(sink)
+    except (OSError, CheckpointError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise AuditError(
+            f"the external checkpoint sink {sink} cannot be used ({why}); {fix}"
+        ) from None
+    where = sink
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    usable = (
+        os.access(where, os.W_OK)
+        if where == sink
+        else where.is_dir() and os.access(where, os.W_OK | os.X_OK)
+    )
+    if not usable:
+        what = "cannot be appended to" if where == sink else f"cannot be created in {where}"
+        raise AuditError(f"the external checkpoint sink {sink} {what}; {fix}")
+
+
+def _recorded_as_current(engine: Engine, unit: Any, value: Secret) -> str | None:
+    """Return the id of the current version if it holds `value`, else None (a fresh read)."""
+    from rotator import repository as repo
+
+    try:
+        fingerprint = engine.rt.fingerprint(value)
+        with engine.rt.store.read() as s:
+            record = repo.find_secret(s, unit.spec.name, unit.scope_env)
+            current = repo.version_in(s, record.id or 0, repo.CURRENT) if record else None
+    except Exception:  # the store itself failed: nothing can be said, the error stands
+        return None
+    if current is None or current.fingerprint != fingerprint:
+        return None
+    return str(current.id)
+
+
 @app.command()
 def status(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
     """Show every secret: provider, scope, age of its value, rotation in flight, next step."""
-    from rotator.commands import status as status_rows
+    from rotator import clock
+    from rotator import inventory as inv_mod
+    from rotator.paths import inventory_path
+    from rotator.store.status import read_status
 
-    rows = status_rows(_engine(inventory))
+    inv = inv_mod.load(inventory_path(inventory))
+    # A current SQLite file is read with sqlite3 alone (no SQLAlchemy: issue 19's start-up
+    # goal); anything else, or a rotation whose gate needs the machine, takes the full path.
+    rows = read_status(inv, clock.now())
+    if rows is None:
+        from rotator.commands import status as status_rows
+
+        rows = status_rows(_engine(inventory))
     if as_json:
         _json(rows)
         return
@@ -376,8 +469,8 @@ def status(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
     for row in rows:
         for failure in row.get("notification_failures", []):
             typer.echo(
-                f"notification channel {failure['channel']} failed at {failure['time']}: "
-                f"{failure['error']}"
+                f"notification channel {failure['channel']} failed at "
+                f"{local_time(failure['time'], inv.tz)}: {failure['error']}"
             )
 
 
@@ -408,7 +501,10 @@ def run(
         # One line on stderr, even under cron: a silent sleep of minutes looks like a hang.
         startup_delay(0 if no_delay else 300.0, say=None if QUIET else _echo_err)
         engine = _engine(inventory)
-        code = _outcomes(engine.run(), as_json, engine.rt.inventory.tz)
+        outcomes = engine.run()
+        code = _outcomes(outcomes, as_json, engine.rt.inventory.tz)
+        if not as_json:
+            pending_steps(engine, outcomes)
         if code == 0:
             from rotator.metrics import record_successful_run
 
@@ -442,7 +538,7 @@ def plan(
 def _plan_line(line: PlanLine, engine: Engine) -> None:
     until = ""
     if line.until:
-        until = f" (until {line.until.astimezone(engine.rt.inventory.tz):%Y-%m-%d %H:%M %Z})"
+        until = f" (until {local_time(line.until, engine.rt.inventory.tz)})"
     typer.echo(f"{line.unit:<46} {line.state:<16} {line.action:<9} {line.reason}{until}")
 
 
@@ -510,13 +606,11 @@ def emergency(
                 abort=True,
             )
         engine.rt.progress = _progress_line(engine.rt)
-        raise typer.Exit(
-            _outcomes(
-                emergency_many(engine, units, reason, workers=workers),
-                as_json,
-                engine.rt.inventory.tz,
-            )
-        )
+        outcomes = emergency_many(engine, units, reason, workers=workers)
+        code = _outcomes(outcomes, as_json, engine.rt.inventory.tz)
+        if not as_json:
+            pending_steps(engine, outcomes)
+        raise typer.Exit(code)
     if every or provider or in_env:
         raise BadInputError("name one SECRET, or select with --all/--provider/--in-env; not both")
     unit = engine.unit(secret, env)
@@ -542,8 +636,8 @@ def emergency(
         raise typer.Exit(130) from None
     engine.checkpoint()
     code = _outcomes([outcome], as_json, engine.rt.inventory.tz)
-    if outcome.status in ("person", "failed"):
-        _show_instruction(engine, unit)
+    if not as_json:  # --json prints one document on stdout, nothing after it
+        pending_steps(engine, [outcome])
     if outcome.status == "claimed":
         # Security staff must not read "done" while another runner still holds the work.
         from rotator.errors import ClaimedElsewhereError
@@ -562,14 +656,61 @@ def _confirm(yes: bool, question: str) -> None:
         typer.confirm(question, abort=True)
 
 
-def _show_instruction(engine: Engine, unit: Any) -> None:
+def pending_steps(engine: Engine, outcomes: list[Outcome]) -> None:
+    """Print each person's step the outcomes left pending: what, by when, the exact command.
+
+    One status read for all of them; the instruction ends with the command to run.
+    """
+    wanted = {o.unit for o in outcomes if o.status in ("person", "failed")}
+    if QUIET or not wanted:
+        return
     from rotator.commands import status as status_rows
 
+    inv = engine.rt.inventory
     for row in status_rows(engine):
-        if row["secret"] == unit.spec.name and row["scope"] == unit.scope_env:
-            for r in row["rotations"]:
-                if r.get("instruction"):
-                    _echo_safe("\nA person is needed:\n" + r["instruction"])
+        label = row["secret"] + ("" if row["scope"] == "shared" else f"[{row['scope']}]")
+        if label not in wanted:
+            continue
+        for r in row["rotations"]:
+            if r.get("instruction"):
+                _echo_safe(f"\n{label}: a person is needed ({r['state']}); {_due(r, inv)}")
+                _echo_safe(r["instruction"])
+
+
+def _due(rotation: dict[str, Any], inv: Inventory) -> str:
+    """When a person's step is due: the cycle's month gates, the window, or now."""
+    from rotator import machine as m
+
+    state, cycle = rotation["state"], rotation["cycle"]
+    if state == m.FAILED:
+        return "nothing moves until the cause is fixed"
+    if rotation["kind"] != m.QUARTERLY or not cycle:
+        return "due now: the emergency waits for it"
+    from schedules import month_gate, parse_cycle_id, parse_window
+
+    c = parse_cycle_id(cycle)
+
+    def gate(month: int) -> str:
+        return local_time(month_gate(c, month, inv.tz), inv.tz)
+
+    if state == m.AWAITING_SUPPLY:
+        return (
+            f"due in month 1 of cycle {cycle}, before month 2 opens {gate(2)}, so staging "
+            "soaks before production moves in month 3"
+        )
+    if state == m.VALIDATED:
+        window = parse_window(
+            list(inv.window.days),
+            inv.window.start.strftime("%H:%M"),
+            inv.window.end.strftime("%H:%M"),
+            inv.time_zone,
+        ).describe()
+        return f"production moves in a maintenance window of month 3 ({window}), from {gate(3)}"
+    if state == m.AWAITING_REVOKE:
+        return f"due in month 4 of cycle {cycle}, from {gate(4)}"
+    if state == m.REVOKED:
+        return f"due now: the review completes cycle {cycle}"
+    return "due now"
 
 
 @app.command()
@@ -587,9 +728,11 @@ def supply(
     engine = _engine(inventory)
     unit = engine.unit(secret, env)
     value = _read_value(f"new value of {unit.label}")
-    raise typer.Exit(
-        _outcomes([supply_value(engine, unit, value)], as_json, engine.rt.inventory.tz)
-    )
+    outcome = supply_value(engine, unit, value)
+    code = _outcomes([outcome], as_json, engine.rt.inventory.tz)
+    if not as_json:
+        pending_steps(engine, [outcome])
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -608,7 +751,10 @@ def confirm(
 
     engine = _engine(inventory)
     outcome = confirm_step(engine, engine.unit(secret, env), step)
-    raise typer.Exit(_outcomes([outcome], as_json, engine.rt.inventory.tz))
+    code = _outcomes([outcome], as_json, engine.rt.inventory.tz)
+    if not as_json:
+        pending_steps(engine, [outcome])
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -679,8 +825,8 @@ def rollback(
     )
     outcome = do_rollback(engine, unit, reason)
     code = _outcomes([outcome], as_json, engine.rt.inventory.tz)
-    if outcome.status in ("person", "failed") and not as_json:
-        _show_instruction(engine, unit)
+    if not as_json:
+        pending_steps(engine, [outcome])
     raise typer.Exit(code)
 
 
@@ -704,8 +850,8 @@ def abort(
     _confirm(yes, f"Abandon the rotation of {unit.label}: put staging back and revoke the new one?")
     outcome = do_rollback(engine, unit, reason, abort=True)
     code = _outcomes([outcome], as_json, engine.rt.inventory.tz)
-    if outcome.status in ("person", "failed") and not as_json:
-        _show_instruction(engine, unit)
+    if not as_json:
+        pending_steps(engine, [outcome])
     raise typer.Exit(code)
 
 
@@ -723,7 +869,10 @@ def resume(
 
     engine = _engine(inventory)
     outcome = resume_rotation(engine, engine.unit(secret, env))
-    raise typer.Exit(_outcomes([outcome], as_json, engine.rt.inventory.tz))
+    code = _outcomes([outcome], as_json, engine.rt.inventory.tz)
+    if not as_json:
+        pending_steps(engine, [outcome])
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -741,22 +890,27 @@ def show(
     if as_json:
         _json(data)
         return
-    _echo_safe(f"{data['secret']} ({data['scope']})")
+    tz = engine.rt.inventory.tz
+
+    def at(value: str | None) -> str:
+        return local_time(value, tz, seconds=True)
+
+    _echo_safe(f"{data['secret']} ({data['scope']}); times in {engine.rt.inventory.time_zone}")
     _echo_safe("versions:")
     for v in data["versions"]:
         _echo_safe(
-            f"  {v['id']}  {v['state']:<9} created {v['created_at']}  "
-            f"promoted {v['promoted_at'] or '-'}  revoked {v['revoked_at'] or '-'}"
+            f"  {v['id']}  {v['state']:<9} created {at(v['created_at'])}  "
+            f"promoted {at(v['promoted_at'])}  revoked {at(v['revoked_at'])}"
         )
     _echo_safe("rotations:")
     for r in data["rotations"]:
         _echo_safe(f"  {r['id']}  {r['kind']} {r['cycle'] or ''} {r['state']}  by {r['actor']}")
         for st in r["steps"]:
             _echo_safe(
-                f"      {st['started_at']}  {st['step']:<9} {st['status']:<16} {st['actor']}"
+                f"      {at(st['started_at'])}  {st['step']:<9} {st['status']:<16} {st['actor']}"
             )
         for a in r["approvals"]:
-            _echo_safe(f"      {a['at']}  {a['kind']:<9} {a['actor']}: {a['note']}")
+            _echo_safe(f"      {at(a['at'])}  {a['kind']:<9} {a['actor']}: {a['note']}")
         if r.get("instruction"):
             _echo_safe("      needs a person: " + r["instruction"].replace("\n", "\n      "))
     if data.get("serving"):
@@ -1156,20 +1310,25 @@ def keys_rewrap(
 def _audit_config(inventory: str | None) -> tuple[str, str, Path | None]:
     """Return origin, key name and external sink from the inventory (defaults if absent)."""
     from rotator import inventory as inv_mod
-    from rotator.paths import inventory_path, state_dir
+    from rotator.paths import inventory_path
 
     path = inventory_path(inventory)
     if not path.exists() and inventory is None:
         return "rotator", "rotator", None
     cfg = inv_mod.load(path).audit
     origin = str(cfg.get("origin", "rotator"))
+    return origin, str(cfg.get("key_name", origin)), _sink_path(cfg)
+
+
+def _sink_path(cfg: Mapping[str, Any]) -> Path | None:
+    """The inventory's audit.external_sink, resolved as the engine does (relative: state dir)."""
+    from rotator.paths import state_dir
+
     sink = cfg.get("external_sink")
-    sink_path = None
-    if isinstance(sink, str):
-        sink_path = Path(sink).expanduser()
-        if not sink_path.is_absolute():
-            sink_path = state_dir() / sink_path
-    return origin, str(cfg.get("key_name", origin)), sink_path
+    if not isinstance(sink, str):
+        return None
+    path = Path(sink).expanduser()
+    return path if path.is_absolute() else state_dir() / path
 
 
 def _since(text: str | None, option: str) -> datetime | None:
@@ -1197,12 +1356,15 @@ def audit_log(
     until: Annotated[str | None, typer.Option("--until", help="Before this UTC time.")] = None,
     actor: Annotated[str | None, typer.Option("--actor", help="Only this actor.")] = None,
     event_type: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
+    inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List audit events, filtered; read-only."""
+    """List audit events, filtered; read-only. Times in the inventory's zone (UTC in --json)."""
     from audit.entry import decode_entry
     from audit.trail import iter_events
     from rotator.store.db import open_store
+
+    tz = _display_zone(inventory)
 
     store = open_store()
     with store.read() as s:
@@ -1226,9 +1388,32 @@ def audit_log(
                 where += f"[{entry['environment']}]"
             details = " ".join(f"{k}={v}" for k, v in sorted((entry.get("details") or {}).items()))
             _echo_safe(
-                f"{entry.get('seq')!s:>7} {entry.get('time')} {entry.get('actor')!s:<24} "
+                f"{entry.get('seq')!s:>7} {_entry_time(entry.get('time'), tz)} "
+                f"{entry.get('actor')!s:<24} "
                 f"{entry.get('type')!s:<22} {where:<44} {details}"
             )
+
+
+def _display_zone(inventory: str | None) -> tzinfo:
+    """The inventory's zone; UTC when no inventory was named and the default is absent."""
+    from datetime import UTC
+
+    from rotator import inventory as inv_mod
+    from rotator.paths import inventory_path
+
+    path = inventory_path(inventory)
+    if not path.exists() and inventory is None:
+        return UTC
+    return inv_mod.load(path).tz
+
+
+def _entry_time(value: object, tz: tzinfo) -> str:
+    if not isinstance(value, str):
+        return str(value)
+    try:
+        return local_time(value, tz, seconds=True)
+    except ValueError:
+        return value  # an unreadable time is shown as stored; `audit verify` names it
 
 
 def _mac_key_if_present() -> bytes | None:

@@ -24,7 +24,8 @@ from rotator.errors import (
     UnknownNameError,
 )
 from rotator.secret import Secret
-from rotator.store.models import Approval, CredentialVersion, Rotation, SecretRecord, StepRecord
+from rotator.store.models import Approval, Rotation, StepRecord
+from rotator.store.status import status as status
 
 CONFIRM_ATTEMPTS = 6
 CONFIRM_DELAY = 5.0
@@ -666,88 +667,6 @@ def _describe(decision: m.Decision, unit: Unit) -> tuple[str, str, datetime | No
         command = decision.command.format(secret=unit.spec.name, env=unit.env_flag)
         return "person", f"{decision.action}: {command}", None
     return "nothing", decision.state, None
-
-
-def status(engine: Engine) -> list[dict[str, Any]]:
-    """Describe every unit: provider, scope, age of its current value, rotation in flight."""
-    rt = engine.rt
-    now = rt.clock()
-    rows = []
-    with rt.store.read() as s:
-        records = {(r.name, r.scope_env): r for r in s.exec(select(SecretRecord)).all()}
-        current = {
-            v.secret_id: v
-            for v in s.exec(
-                select(CredentialVersion).where(CredentialVersion.state == repo.CURRENT)
-            )
-        }
-        active: dict[int, list[Rotation]] = {}
-        for r in s.exec(
-            select(Rotation)
-            .where(col(Rotation.active).is_(True))
-            .order_by(col(Rotation.created_at))
-        ):
-            active.setdefault(r.secret_id, []).append(r)
-        for unit in engine.units():
-            record = records.get((unit.spec.name, unit.scope_env))
-            version = current.get(record.id) if record and record.id else None
-            since = None
-            if version is not None:
-                since = as_utc(version.promoted_at or version.created_at)
-            in_flight = []
-            for r in active.get(record.id, []) if record and record.id else []:
-                facts = repo.facts_of(r)
-                instruction = facts.get("instruction") if r.state in m.PERSON_STATES else None
-                person = m.needs_person(r.kind, r.state)
-                if r.state == m.VALIDATED:
-                    # A human gate (approval) is a person's turn too, once its month opens.
-                    decision = m.next_decision(engine.facts(s, r, unit, now))
-                    if isinstance(decision, m.AwaitPerson):
-                        person = True
-                        command = decision.command.format(secret=unit.spec.name, env=unit.env_flag)
-                        instruction = f"{decision.action}: run {command}"
-                if r.state == m.FAILED and not instruction:
-                    instruction = (
-                        f"{r.last_error}\nFix the cause, then run: "
-                        f"rotate resume {unit.spec.name}{unit.env_flag}"
-                    )
-                in_flight.append(
-                    {
-                        "rotation": r.id,
-                        "kind": r.kind,
-                        "cycle": r.cycle,
-                        "state": r.state,
-                        "needs_person": person,
-                        "failed": r.state == m.FAILED,
-                        "serves_compromised": bool(facts.get("serves_compromised"))
-                        and r.state == m.FAILED,
-                        "last_error": r.last_error,
-                        "instruction": instruction,
-                        "next_check_at": as_utc(r.next_check_at).isoformat()
-                        if r.next_check_at
-                        else None,
-                    }
-                )
-            rows.append(
-                {
-                    "secret": unit.spec.name,
-                    "scope": unit.scope_env,
-                    "provider": unit.spec.provider,
-                    "environments": list(unit.spec.deploy_envs(unit.scope_env)),
-                    "current": version is not None,
-                    "current_since": since.isoformat() if since else None,
-                    "age_days": round((now - since).total_seconds() / 86400, 1) if since else None,
-                    "rotations": in_flight,
-                }
-            )
-    from rotator.notify import notification_failures
-
-    failures = notification_failures(engine)
-    for row in rows:
-        row["notification_failures"] = [
-            f for f in failures if f["secret"] == row["secret"] and f["scope"] == row["scope"]
-        ]
-    return rows
 
 
 def show(engine: Engine, unit: Unit) -> dict[str, Any]:

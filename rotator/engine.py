@@ -448,9 +448,11 @@ class Engine:
                         published.steps = steps
                         return published, None
                     continue
+                self._local.note = None  # a step may say more than "ok" (notify: skipped)
                 result = self._execute(rotation_id, fence, decision.step)
                 steps.append(decision.step)
-                self.rt.progress(f"{label}: {decision.step} {result}")
+                note = self._local.note if result == "ok" else None
+                self.rt.progress(f"{label}: {decision.step} {note or result}")
                 if result != "ok":
                     message = self.last_error(rotation_id) or result
                     return Outcome(label, status_of(result), steps, message), None
@@ -837,8 +839,10 @@ class Engine:
         return apply
 
     def do_notify(self, work: Work) -> Apply:
+        from rotator.notify import step_note
+
         reason = work.facts.get("reason", "")
-        self.notify(
+        failed = self.notify(
             "emergency-finished",
             f"Emergency rotation of {work.unit.label} is complete. Reason: {reason}. "
             "The compromised credentials are revoked and the new value is deployed to "
@@ -846,6 +850,7 @@ class Engine:
             "old value somewhere outside Cloudflare: replace it.",
             unit=work.unit,
         )
+        self._local.note = step_note(self, failed)  # the progress line's word: not always ok
 
         def apply(s: Session, rotation: Rotation) -> None:
             self.change_state(s, rotation, "done", unit=work.unit)
@@ -857,16 +862,17 @@ class Engine:
     # ----------------------------------------------------------------- monitoring, rollback
 
     # ----------------------------------------------------------------- notifications
-    def notify(self, event: str, text: str, *, unit: Unit | None = None) -> None:
+    def notify(self, event: str, text: str, *, unit: Unit | None = None) -> list[str]:
+        """Send, or hold for a mass emergency's one message; return the channels that failed."""
         held = self.notifications_held
         if held is not None and event in ("emergency-started", "emergency-finished"):
             # A mass emergency tells people once, with the whole list, not once per secret.
             if event == "emergency-finished":
                 held.append(f"- {unit.label if unit else '?'}: rotated, old credentials revoked")
-            return
+            return []
         from rotator.notify import send
 
-        send(self, event, text, unit=unit)
+        return send(self, event, text, unit=unit)
 
     def notify_person(self, unit: Unit, rotation_id: str, step: str, instruction: str) -> None:
         self.notify(

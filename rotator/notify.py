@@ -32,6 +32,24 @@ DAILY = ("person-needed",)
 """Events that repeat while a person has not acted: sent at most once a day."""
 
 
+NO_CHANNEL = "skipped (no channel in the inventory's [notifications])"
+
+
+def step_note(engine: Engine, failed: list[str]) -> str:
+    """Say how a notify step went, for its progress line: ok, skipped, or who failed.
+
+    Decided here, where the channels are, so no caller claims "ok" for a notification
+    nobody could receive (issue 19).
+    """
+    if not engine.rt.inventory.notifications:
+        return NO_CHANNEL
+    if engine.notifications_held is not None:
+        return "held (a mass emergency sends one message for all, at its end)"
+    if failed:
+        return f"done, but {', '.join(failed)} failed (audited; `rotate status` lists it)"
+    return "ok"
+
+
 def send(engine: Engine, event: str, text: str, *, unit: Unit | None = None) -> list[str]:
     """Send `text` to every configured channel; return the channels that failed."""
     rt = engine.rt

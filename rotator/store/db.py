@@ -20,11 +20,8 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session, create_engine
 
 from rotator.errors import SchemaOutOfDateError, StoreError
-from rotator.paths import default_database_path
-
-SCHEMA_REVISION = "0003"
-"""The Alembic head this code expects; a test pins it to the migrations' real head."""
-
+from rotator.store.location import SCHEMA_REVISION as SCHEMA_REVISION
+from rotator.store.location import database_url as database_url
 
 BUSY_TIMEOUT_ENV = "ROTATOR_DB_BUSY_TIMEOUT"
 """Seconds a SQLite writer waits for another one's lock before giving up (default 30)."""
@@ -37,13 +34,6 @@ def busy_timeout() -> float:
     except ValueError:
         raise StoreError(f"{BUSY_TIMEOUT_ENV}={text!r} is not a number of seconds") from None
     return max(0.0, value)
-
-
-def database_url() -> str:
-    url = os.environ.get("ROTATOR_DATABASE_URL")
-    if url:
-        return url
-    return f"sqlite:///{default_database_path()}"
 
 
 def redacted(url: str) -> str:

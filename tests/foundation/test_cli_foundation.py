@@ -185,3 +185,134 @@ def test_status_imports_neither_httpx_nor_cryptography(state_dir: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY=\n" in done.stdout, done.stdout + done.stderr
+
+
+def test_status_on_a_current_sqlite_file_loads_no_database_layer(state_dir: Path) -> None:
+    """Issue 19: `rotate status` reads SQLite with sqlite3 alone (~0.3 s less start-up)."""
+    rotate("init")
+    imported = rotate(
+        "import", "BANDOFBAKERS_RESEND_API_KEY", "-i", str(EXAMPLE), input="re_fast_status\n"
+    )
+    assert imported.returncode == 0, imported.stderr
+    full = rotate("status", "--json", "-i", str(EXAMPLE))
+    code = (
+        "import sys\n"
+        f"sys.argv = ['rotate', 'status', '--json', '-i', {str(EXAMPLE)!r}]\n"
+        "from rotator import cli\n"
+        "try:\n    cli.main()\nexcept SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+        "names = ('sqlalchemy', 'sqlmodel', 'alembic')\n"
+        "print('HEAVY=' + ','.join(m for m in names if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY=\n" in done.stdout, done.stdout + done.stderr
+    rows = json.loads(done.stdout[: done.stdout.rindex("HEAVY=")])
+    assert rows == json.loads(full.stdout)
+    resend = next(r for r in rows if r["secret"] == "BANDOFBAKERS_RESEND_API_KEY")
+    assert resend["current"] is True and resend["age_days"] == 0.0
+
+
+def _tokyo_inventory(tmp_path: Path) -> str:
+    text = EXAMPLE.read_text().replace('time_zone = "Europe/London"', 'time_zone = "Asia/Tokyo"')
+    path = tmp_path / "tokyo.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_show_and_audit_log_print_times_in_the_inventory_zone(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    """docs/inventory.md: times are stored in UTC and shown in the inventory's zone."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    inv = _tokyo_inventory(tmp_path)
+    rotate("init")
+    imported = rotate("import", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv, input="re_tz\n")
+    assert imported.returncode == 0, imported.stderr
+    data = json.loads(rotate("show", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv, "--json").stdout)
+    created = datetime.fromisoformat(data["versions"][0]["created_at"])
+    assert created.utcoffset() is not None and created.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+    local = created.astimezone(ZoneInfo("Asia/Tokyo"))
+    shown = rotate("show", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv)
+    assert shown.returncode == 0, shown.stderr
+    assert f"created {local:%Y-%m-%d %H:%M:%S} JST" in shown.stdout, shown.stdout
+    log = rotate("audit", "log", "-i", inv)
+    assert log.returncode == 0, log.stderr
+    assert f"{local:%Y-%m-%d %H:%M}" in log.stdout and " JST " in log.stdout, log.stdout
+    entries = [json.loads(line) for line in rotate("audit", "log", "--json").stdout.splitlines()]
+    assert all(e["time"].endswith("Z") for e in entries)  # UTC in JSON
+
+
+def test_local_time_reads_stored_utc_forms() -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from rotator.cli import local_time
+
+    tokyo = ZoneInfo("Asia/Tokyo")
+    assert local_time(None, tokyo) == "-"
+    assert local_time("2027-01-01T02:30:00.000001Z", tokyo) == "2027-01-01 11:30 JST"
+    assert local_time("2027-01-01T02:30:05+00:00", tokyo, seconds=True) == "2027-01-01 11:30:05 JST"
+    assert (
+        local_time(datetime(2027, 7, 1, 1, 0), ZoneInfo("Europe/London")) == "2027-07-01 02:00 BST"
+    )
+    assert local_time(datetime(2027, 7, 1, 1, 0, tzinfo=UTC), UTC) == "2027-07-01 01:00 UTC"
+
+
+def _sink_inventory(tmp_path: Path, sink: Path) -> str:
+    text = EXAMPLE.read_text().replace(
+        'external_sink = "audit-checkpoints.log"', f'external_sink = "{sink}"'
+    )
+    path = tmp_path / "sink.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_import_with_an_unusable_sink_records_nothing(state_dir: Path, tmp_path: Path) -> None:
+    """Issue 19: the sink is checked before the value is written, so exit 9 is true."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    inv = _sink_inventory(tmp_path, blocker / "audit-checkpoints.log")
+    rotate("init")
+    done = rotate("import", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv, input="re_sink\n")
+    assert done.returncode == 9, done.stderr
+    assert str(blocker / "audit-checkpoints.log") in done.stderr
+    assert "nothing was recorded" in done.stderr, done.stderr
+    status = json.loads(rotate("status", "--json", "-i", inv).stdout)
+    resend = next(r for r in status if r["secret"] == "BANDOFBAKERS_RESEND_API_KEY")
+    assert resend["current"] is False
+    log = rotate("audit", "log", "--json", "--type", "credential.imported")
+    assert log.stdout.strip() == ""
+
+
+def test_import_whose_sink_copy_fails_after_the_commit_says_it_was_recorded(
+    state_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import errno
+    import io
+
+    from audit import checkpoint
+    from rotator import cli
+    from rotator.keys import init_keys
+
+    init_keys()
+    inv = _sink_inventory(tmp_path, tmp_path / "sink" / "audit-checkpoints.log")
+
+    def full_disk(path: Path, body: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(checkpoint, "append_to_sink", full_disk)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"re_recorded\n")))
+    monkeypatch.setattr(sys, "argv", ["rotate", "import", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 9, err
+    assert "WAS recorded as current" in err and "do not import it again" in err, err
+    assert "No space left on device" in err, err
+    status = json.loads(rotate("status", "--json", "-i", inv).stdout)
+    resend = next(r for r in status if r["secret"] == "BANDOFBAKERS_RESEND_API_KEY")
+    assert resend["current"] is True

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
-from ops_world import WebhookReceiver, closed_port_url, ops_world
+from ops_world import OpsWorld, WebhookReceiver, closed_port_url, ops_world
 from sqlmodel import select
 
 from rotator import commands
@@ -154,3 +155,60 @@ def test_a_missing_approval_is_shown_counted_and_reminded_every_window_day(
         ]
         reminded_on = {b["time"][:10] for b in asked}
         assert len(reminded_on) >= 5, reminded_on
+
+
+def _emergency_progress(world: OpsWorld) -> tuple[str, list[str]]:
+    lines: list[str] = []
+    security = world.engine("security@test")
+    security.rt.progress = lines.append
+    unit = security.unit(RESEND, None)
+    outcome = commands.drive(security, commands.start_emergency(security, unit, "drill"))
+    security.checkpoint()
+    return outcome.status, lines
+
+
+def test_the_notify_step_says_skipped_when_no_channel_is_configured(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 19: the notify step's own line, not a CLI rewrite, says nobody was told."""
+    with ops_world(tmp_path, notify_email=False) as world:
+        assert not world.inventory.notifications
+        status, lines = _emergency_progress(world)
+    assert status == "done", lines
+    assert f"{RESEND}: notify skipped (no channel in the inventory's [notifications])" in lines
+    assert not any(line.endswith("notify ok") for line in lines), lines
+
+
+def test_the_notify_step_names_a_failed_channel(state_dir: Path, tmp_path: Path) -> None:
+    with ops_world(tmp_path, webhook_url=closed_port_url(), notify_email=False) as world:
+        status, lines = _emergency_progress(world)
+    assert status == "done", lines
+    notify = [line for line in lines if ": notify " in line]
+    assert notify == [
+        f"{RESEND}: notify done, but webhook[0] failed (audited; `rotate status` lists it)"
+    ], lines
+
+
+def test_the_notify_step_says_ok_when_every_channel_took_it(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    with WebhookReceiver() as hook, ops_world(tmp_path, webhook_url=hook.url) as world:
+        status, lines = _emergency_progress(world)
+    assert status == "done", lines
+    assert f"{RESEND}: notify ok" in lines, lines
+
+
+def test_step_note_in_a_mass_emergency_says_held() -> None:
+    from types import SimpleNamespace
+
+    from rotator.notify import NO_CHANNEL, step_note
+
+    def engine(channels: list[dict[str, str]], held: list[str] | None) -> Any:
+        inventory = SimpleNamespace(notifications=channels)
+        return SimpleNamespace(rt=SimpleNamespace(inventory=inventory), notifications_held=held)
+
+    webhook = [{"kind": "webhook"}]
+    assert step_note(engine([], []), []) == NO_CHANNEL
+    assert step_note(engine(webhook, []), []).startswith("held (a mass emergency")
+    assert step_note(engine(webhook, None), []) == "ok"
+    assert step_note(engine(webhook, None), ["webhook[0]"]).startswith("done, but webhook[0]")
