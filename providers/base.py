@@ -178,6 +178,15 @@ class Provider(ABC):
         """
         return ref
 
+    def names_ref(self, ctx: ProviderContext, ref: str, value: Secret) -> bool | None:
+        """Return whether `value` is the credential `ref` names, or None if it cannot tell.
+
+        For `rotate import --verify`: a value accepted by the provider but belonging to
+        another credential would make a later rotation revoke the wrong one. Most
+        providers cannot map a value to its id (Resend and Stripe list ids, never values).
+        """
+        return None
+
     def instruction(self, ctx: ProviderContext, step: str) -> str:
         """Return what a person must do for `step` of this rotation, or an empty string."""
         return ""

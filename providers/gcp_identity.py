@@ -165,6 +165,13 @@ class GcpIdentityApiKeyProvider(HttpProvider):
         found = self._lookup(ctx, value, op)
         return found is None or bool(found.get("deleteTime"))
 
+    def names_ref(self, ctx: ProviderContext, ref: str, value: Secret) -> bool | None:
+        """Ask Google which key has this key string (`keys:lookupKey`) and compare names."""
+        found = self._lookup(ctx, value, "names_ref")
+        if found is None:
+            return False
+        return found.get("name") == ref
+
     def canonical_ref(self, ctx: ProviderContext, ref: str) -> str:
         """Return the key's resource name for a key id or resource name the key has now.
 

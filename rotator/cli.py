@@ -346,6 +346,15 @@ def import_(
             "while a rotation is in flight).",
         ),
     ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Ask the provider that it accepts the value, and that it is the --ref "
+            "given where the provider can tell (default). --no-verify for a host that "
+            "cannot reach the provider; the audit event says the value was not verified.",
+        ),
+    ] = True,
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -357,7 +366,7 @@ def import_(
     _audit_ready(engine.rt.inventory)
     value = _read_value(f"current value of {unit.label}")
     try:
-        vid = import_value(engine, unit, value, ref, replace=replace)
+        vid = import_value(engine, unit, value, ref, replace=replace, verify=verify)
     except RotatorError as exc:
         recorded = _recorded_as_current(engine, unit, value)
         if recorded is None:

@@ -19,8 +19,11 @@ from rotator.clock import as_utc
 from rotator.deployments import table as deployment_table
 from rotator.engine import Engine, Outcome, Unit
 from rotator.errors import (
+    BadInputError,
     ClaimedElsewhereError,
+    ProviderRefusedError,
     RefusedError,
+    RetryLaterError,
     UnknownNameError,
 )
 from rotator.secret import Secret
@@ -59,8 +62,44 @@ def _rotation_for(engine: Engine, unit: Unit, command: str) -> Rotation:
     raise engine.refuse(unit, command, refusal)
 
 
+def _verify_import(engine: Engine, unit: Unit, value: Secret, ref: str | None) -> None:
+    """Refuse a value the provider does not accept, or one that is not the `ref` given.
+
+    Found now, a wrong value is one command away from fixed; found by an emergency, it
+    is production broken at the worst moment.
+    """
+    rt = engine.rt
+    provider = rt.provider(unit.spec.provider)
+    ctx = rt.provider_context(unit.spec, unit.scope_env, "import", current_ref=ref)
+    try:
+        provider.validate(ctx, value)
+    except ProviderRefusedError as exc:
+        raise BadInputError(
+            f"{unit.label}: {unit.spec.provider} does not accept the value given ({exc}); "
+            "nothing was recorded. Paste the value the app uses today"
+        ) from None
+    except RetryLaterError as exc:
+        raise RetryLaterError(
+            f"{exc}; the value could not be verified, so nothing was recorded: try again, "
+            "or import with --no-verify on a host that cannot reach the provider",
+            retry_after=exc.retry_after,
+        ) from None
+    if ref and provider.names_ref(ctx, ref, value) is False:
+        raise BadInputError(
+            f"{unit.label}: the value given is not the credential {ref} at "
+            f"{unit.spec.provider}; nothing was recorded. Give the --ref of the credential "
+            "whose value you pasted"
+        )
+
+
 def import_value(
-    engine: Engine, unit: Unit, value: Secret, ref: str | None, *, replace: bool = False
+    engine: Engine,
+    unit: Unit,
+    value: Secret,
+    ref: str | None,
+    *,
+    replace: bool = False,
+    verify: bool = True,
 ) -> str:
     """Record the value in use today as the current credential of `unit`.
 
@@ -97,6 +136,8 @@ def import_value(
     if ref:
         ctx = rt.provider_context(unit.spec, unit.scope_env, "import")
         ref = rt.provider(unit.spec.provider).canonical_ref(ctx, ref)
+    if verify:
+        _verify_import(engine, unit, value, ref)
     with rt.store.write() as s:
         record = engine.record(s, unit)
         fingerprint = rt.fingerprint(value)
@@ -111,6 +152,7 @@ def import_value(
                 version=old.id,
                 fingerprint=fingerprint,
                 provider_ref=ref,
+                verified=verify,
                 was_fingerprint=before[0],
                 was_provider_ref=before[1],
             )
@@ -135,6 +177,7 @@ def import_value(
                 version=version.id,
                 fingerprint=fingerprint,
                 provider_ref=ref,
+                verified=verify,
             )
             version_id = version.id
     engine.checkpoint()

@@ -190,3 +190,35 @@ def test_a_gcp_key_blocked_by_referrer_is_not_counted_as_revoked(world: World) -
     log = w.rotate("audit", "log", "--secret", GCP, "--json").stdout
     assert '"credential.revoked"' in log
     _no_leaks(w)
+
+
+def test_import_verifies_the_value_with_the_provider(world: World) -> None:
+    """Issue 19: a wrong value is refused at import, not found by the next emergency."""
+    import json
+
+    w = world
+    before = json.loads(w.rotate("show", RESEND, "--json").stdout)["versions"]
+    wrong = w.rotate("import", RESEND, "--replace", input="re_not_a_real_key_1234567890\n")
+    assert wrong.returncode == 2, wrong.stdout + wrong.stderr
+    assert "does not accept the value" in wrong.stderr and "nothing was recorded" in wrong.stderr
+    assert json.loads(w.rotate("show", RESEND, "--json").stdout)["versions"] == before
+    # A live GCP key, but not the one the --ref names: Google says whose it is.
+    with w.sandbox.world.lock:
+        other = w.sandbox.world.apikeys.create(
+            "bandofbakers-prod",
+            "other-key",
+            "another app's key",
+            {},
+            w.sandbox.world.now(),
+        )
+    mismatched = w.rotate(
+        "import", GCP, "--replace", "--ref", "idp-web-initial", input=other.key_string + "\n"
+    )
+    assert mismatched.returncode == 2, mismatched.stdout + mismatched.stderr
+    assert "is not the credential" in mismatched.stderr
+    seeded = w.seeded[GCP].value
+    right = w.rotate("import", GCP, "--replace", "--ref", "idp-web-initial", input=seeded + "\n")
+    assert right.returncode == 0, right.stdout + right.stderr
+    log = w.rotate("audit", "log", "--secret", GCP, "--type", "credential.import_replaced")
+    assert log.returncode == 0 and "credential.import_replaced" in log.stdout
+    _no_leaks(w)

@@ -70,7 +70,12 @@ def test_check_reports_three_problems(state_dir: Path, tmp_path: Path) -> None:
 def test_import_status_and_canary(state_dir: Path) -> None:
     rotate("init")
     imported = rotate(
-        "import", "BANDOFBAKERS_RESEND_API_KEY", "-i", str(EXAMPLE), input=CANARY + "\n"
+        "import",
+        "--no-verify",
+        "BANDOFBAKERS_RESEND_API_KEY",
+        "-i",
+        str(EXAMPLE),
+        input=CANARY + "\n",
     )
     assert imported.returncode == 0, imported.stderr
     status = rotate("status", "--json", "-i", str(EXAMPLE))
@@ -87,17 +92,28 @@ def test_import_status_and_canary(state_dir: Path) -> None:
             assert CANARY.encode() not in path.read_bytes(), path
     db = state_dir / "rotator.db"
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
-    twice = rotate("import", "BANDOFBAKERS_RESEND_API_KEY", "-i", str(EXAMPLE), input="re_other\n")
+    twice = rotate(
+        "import",
+        "--no-verify",
+        "BANDOFBAKERS_RESEND_API_KEY",
+        "-i",
+        str(EXAMPLE),
+        input="re_other\n",
+    )
     assert twice.returncode == 4 and "already has a current value" in twice.stderr
 
 
 def test_import_refuses_bad_values_and_names(state_dir: Path) -> None:
     rotate("init")
-    empty = rotate("import", "BANDOFBAKERS_RESEND_API_KEY", "-i", str(EXAMPLE), input="\n")
+    empty = rotate(
+        "import", "--no-verify", "BANDOFBAKERS_RESEND_API_KEY", "-i", str(EXAMPLE), input="\n"
+    )
     assert empty.returncode == 2 and "empty" in empty.stderr
-    unknown = rotate("import", "RESEND", "-i", str(EXAMPLE), input="x\n")
+    unknown = rotate("import", "--no-verify", "RESEND", "-i", str(EXAMPLE), input="x\n")
     assert unknown.returncode == 2 and "unknown secret 'RESEND'" in unknown.stderr
-    no_env = rotate("import", "GOOGLE_CLIENT_SECRET", "-i", str(EXAMPLE), input="x\n")
+    no_env = rotate(
+        "import", "--no-verify", "GOOGLE_CLIENT_SECRET", "-i", str(EXAMPLE), input="x\n"
+    )
     assert no_env.returncode == 2 and "--env" in no_env.stderr
 
 
@@ -115,7 +131,10 @@ def test_moved_database_needs_the_old_key_then_rewrap(state_dir: Path, tmp_path:
     env = _credentials_env(tmp_path)
     inv = env.pop("INV")
     assert (
-        rotate("import", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv, input="re_1\n").returncode == 0
+        rotate(
+            "import", "--no-verify", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv, input="re_1\n"
+        ).returncode
+        == 0
     )
     assert rotate("check", "-i", inv, env=env).returncode == 0
     old_key = state_dir / "keys" / "master.key"
@@ -154,7 +173,13 @@ def test_postgres_old_schema_is_refused_until_upgrade(state_dir: Path, pg_url: s
     assert rotate("db", "upgrade", env=env).returncode == 0
     assert rotate("status", "-i", str(EXAMPLE), env=env).returncode == 0
     imported = rotate(
-        "import", "BANDOFBAKERS_RESEND_API_KEY", "-i", str(EXAMPLE), input="re_pg\n", env=env
+        "import",
+        "--no-verify",
+        "BANDOFBAKERS_RESEND_API_KEY",
+        "-i",
+        str(EXAMPLE),
+        input="re_pg\n",
+        env=env,
     )
     assert imported.returncode == 0, imported.stderr
 
@@ -191,7 +216,12 @@ def test_status_on_a_current_sqlite_file_loads_no_database_layer(state_dir: Path
     """Issue 19: `rotate status` reads SQLite with sqlite3 alone (~0.3 s less start-up)."""
     rotate("init")
     imported = rotate(
-        "import", "BANDOFBAKERS_RESEND_API_KEY", "-i", str(EXAMPLE), input="re_fast_status\n"
+        "import",
+        "--no-verify",
+        "BANDOFBAKERS_RESEND_API_KEY",
+        "-i",
+        str(EXAMPLE),
+        input="re_fast_status\n",
     )
     assert imported.returncode == 0, imported.stderr
     full = rotate("status", "--json", "-i", str(EXAMPLE))
@@ -227,7 +257,9 @@ def test_show_and_audit_log_print_times_in_the_inventory_zone(
 
     inv = _tokyo_inventory(tmp_path)
     rotate("init")
-    imported = rotate("import", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv, input="re_tz\n")
+    imported = rotate(
+        "import", "--no-verify", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv, input="re_tz\n"
+    )
     assert imported.returncode == 0, imported.stderr
     data = json.loads(rotate("show", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv, "--json").stdout)
     created = datetime.fromisoformat(data["versions"][0]["created_at"])
@@ -274,7 +306,9 @@ def test_import_with_an_unusable_sink_records_nothing(state_dir: Path, tmp_path:
     blocker.write_text("")
     inv = _sink_inventory(tmp_path, blocker / "audit-checkpoints.log")
     rotate("init")
-    done = rotate("import", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv, input="re_sink\n")
+    done = rotate(
+        "import", "--no-verify", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv, input="re_sink\n"
+    )
     assert done.returncode == 9, done.stderr
     assert str(blocker / "audit-checkpoints.log") in done.stderr
     assert "nothing was recorded" in done.stderr, done.stderr
@@ -306,7 +340,9 @@ def test_import_whose_sink_copy_fails_after_the_commit_says_it_was_recorded(
 
     monkeypatch.setattr(checkpoint, "append_to_sink", full_disk)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"re_recorded\n")))
-    monkeypatch.setattr(sys, "argv", ["rotate", "import", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv])
+    monkeypatch.setattr(
+        sys, "argv", ["rotate", "import", "--no-verify", "BANDOFBAKERS_RESEND_API_KEY", "-i", inv]
+    )
     with pytest.raises(SystemExit) as exit_:
         cli.main()
     err = capsys.readouterr().err
