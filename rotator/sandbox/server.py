@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 from rotator.clock import now as real_now
 from rotator.sandbox import (
     cloudflare,
+    cloudflare_tokens,
     console,
     control,
     environments,
@@ -67,7 +68,8 @@ def _build_router() -> Router:
         console,
         control,
     ):
-        router.add(module.FAMILY, module.ROUTES)
+        extra = cloudflare_tokens.ROUTES if module is cloudflare else []
+        router.add(module.FAMILY, [*module.ROUTES, *extra])
     return router
 
 
