@@ -22,7 +22,7 @@ from sqlmodel import Session, create_engine
 from rotator.errors import SchemaOutOfDateError, StoreError
 from rotator.paths import default_database_path
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 """The Alembic head this code expects; a test pins it to the migrations' real head."""
 
 
