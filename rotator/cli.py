@@ -1522,6 +1522,7 @@ EXAMPLES: dict[str, list[str]] = {
     "emergency": [
         f'rotate emergency {S} --reason "key pasted in a public issue"',
         'rotate emergency --provider resend --reason "team account leaked" --yes',
+        'rotate emergency --own cloudflare --reason "tool token in a CI log" --yes',
     ],
     "supply": [f"rotate supply {S}", "rotate supply GOOGLE_CLIENT_SECRET --env staging < new.txt"],
     "confirm": [f"rotate confirm {S} --step revoke"],

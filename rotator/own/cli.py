@@ -46,7 +46,13 @@ def import_credential(
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Store an own credential: read from a hidden prompt or stdin, verified, audited."""
+    """Store an own credential: read from a hidden prompt or stdin, verified, audited.
+
+    \b
+    Examples:
+      rotate credentials import cloudflare
+      pbpaste | rotate credentials import cloudflare
+    """
     from rotator.cli import _read_value
     from rotator.own import cloudflare
     from rotator.own import store as own
@@ -78,7 +84,13 @@ def rotate_credential(
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Rotate an own credential now by overlap (new, verify, switch, delete old); resumes."""
+    """Rotate an own credential now by overlap (new, verify, switch, delete old); resumes.
+
+    \b
+    Examples:
+      rotate credentials rotate cloudflare
+      rotate credentials rotate cloudflare --json
+    """
     from rotator.own import cloudflare
     from rotator.own import store as own
 
@@ -102,7 +114,13 @@ def rotate_credential(
 
 @credentials_app.command("list")
 def list_credentials(inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
-    """Where each own credential comes from, when it is next rotated (no network)."""
+    """Where each own credential comes from, when it is next rotated (no network).
+
+    \b
+    Examples:
+      rotate credentials list
+      rotate credentials list --json
+    """
     from rotator.own.check import sources
 
     engine = _engine(inventory)
