@@ -13,7 +13,8 @@ REQUIRED = {
     "cloudflare_api_token": "Workers Scripts Write, Pages Write (targets); API Tokens Write "
     "(the tool rotating this token itself)",
     "gcp_service_account": "API Keys Admin (roles/serviceusage.apiKeysAdmin) on the project; "
-    "Service Account Key Admin on itself only once the tool rotates its key (not yet)",
+    "Service Account Key Admin (roles/iam.serviceAccountKeyAdmin) on its own service account "
+    "only (the tool rotating its key)",
 }
 
 
@@ -51,6 +52,14 @@ def report(engine: Engine) -> tuple[list[str], list[str]]:
         lines.append(f"{row['credential']}: from {row['source']}; {row['cycle']}")
         if row["needs"]:
             lines.append(f"  needs: {row['needs']}")
+    from rotator.own import google
+
+    if google.NAME in engine.rt.inventory.credentials:
+        try:
+            key_id = google.prove(engine)
+            lines.append(f"{google.NAME}: token exchange works (key {key_id})")
+        except RotatorError as exc:
+            warnings.append(f"{google.NAME}: the token exchange failed: {exc}")
     if cloudflare.NAME in engine.rt.inventory.credentials:
         try:
             seen = cloudflare.privileges(engine)

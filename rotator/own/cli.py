@@ -80,7 +80,10 @@ def import_credential(
 
 @credentials_app.command("rotate")
 def rotate_credential(
-    name: Annotated[str, typer.Argument(help="cloudflare (cloudflare_api_token).")],
+    name: Annotated[
+        str,
+        typer.Argument(help="cloudflare (cloudflare_api_token) or google (gcp_service_account)."),
+    ],
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -89,27 +92,29 @@ def rotate_credential(
     \b
     Examples:
       rotate credentials rotate cloudflare
-      rotate credentials rotate cloudflare --json
+      rotate credentials rotate google --json
     """
-    from rotator.own import cloudflare
+    from rotator.own import cloudflare, google
     from rotator.own import store as own
 
     engine = _engine(inventory)
     resolved = own.check_name(engine.rt, name)
-    if resolved != cloudflare.NAME:
+    if resolved == google.NAME:
+        result = google.rotate(engine, kind="manual")
+        what = f"key {result['old_key_id']} deleted, {result['new_key_id']} current"
+    elif resolved == cloudflare.NAME:
+        result = cloudflare.rotate(engine, kind="manual")
+        what = f"token {result['old_token_id']} deleted, {result['new_token_id']} current"
+    else:
         raise BadInputError(
-            f"{resolved!r} cannot be rotated by the tool yet; only cloudflare (see "
+            f"{resolved!r} cannot be rotated by the tool; only cloudflare and google (see "
             "docs/operator-guide.md, The tool's own credentials)"
         )
-    result = cloudflare.rotate(engine, kind="manual")
     engine.checkpoint()
     if as_json:
         _json(result)
         return
-    typer.echo(
-        f"{resolved}: rotated (token {result['old_token_id']} deleted, "
-        f"{result['new_token_id']} current)"
-    )
+    typer.echo(f"{resolved}: rotated ({what})")
 
 
 @credentials_app.command("list")

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 from rotator.clock import as_utc
 from rotator.own import store as own
 from rotator.own.cloudflare import NAME
+from rotator.own.google import NAME as GOOGLE
 
 if TYPE_CHECKING:
     from rotator.engine import Engine
 
 DEFAULT_EVERY = "30d"
-ROTATABLE = (NAME,)
-"""Own credentials the tool can rotate itself (the Google key is not yet: see the guide)."""
+ROTATABLE = (NAME, GOOGLE)
+"""Own credentials the tool rotates itself: the Cloudflare token, the Google key."""
 
 
 def every(engine: Engine, name: str) -> timedelta:
@@ -55,6 +56,7 @@ def _every_text(engine: Engine, name: str) -> str:
 def run_due(engine: Engine) -> list[dict[str, Any]]:
     """Rotate (or resume) every own credential that is due now; return one line each."""
     from rotator.errors import RotatorError
+    from rotator.own import google
     from rotator.own.cloudflare import emergency, rotate
 
     results = []
@@ -67,7 +69,9 @@ def run_due(engine: Engine) -> list[dict[str, Any]]:
         with engine.rt.store.read() as s:
             flight = own.in_flight(s, name)
         try:
-            if flight is not None and flight.kind == "emergency":
+            if name == GOOGLE:
+                outcome = google.rotate(engine, kind="scheduled")
+            elif flight is not None and flight.kind == "emergency":
                 outcome = emergency(engine, flight.reason)
             else:
                 outcome = rotate(engine, kind="scheduled")

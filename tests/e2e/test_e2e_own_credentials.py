@@ -13,6 +13,7 @@ from rotator.sandbox.cloudflare_tokens import PERMISSION_GROUPS, live_tokens
 from tests.e2e.conftest import World
 
 RESEND = "BANDOFBAKERS_RESEND_API_KEY"
+GCP = "BANDOFBAKERS_GCP_IDENTITY_PLATFORM_API_KEY"
 
 
 def _verify(w: World, value: str) -> int:
@@ -28,7 +29,8 @@ def _live(w: World) -> list[str]:
 def _held_fingerprint(w: World) -> str:
     with sqlite3.connect(f"file:{w.home / 'rotator.db'}?mode=ro", uri=True) as conn:
         rows = conn.execute(
-            "SELECT fingerprint FROM own_credential WHERE state = 'current'"
+            "SELECT fingerprint FROM own_credential WHERE state = 'current' "
+            "AND name = 'cloudflare_api_token'"
         ).fetchall()
     assert len(rows) == 1, rows
     return str(rows[0][0])
@@ -69,6 +71,25 @@ def _audit_types(w: World) -> list[str]:
     return [json.loads(line)["type"] for line in done.stdout.splitlines() if line.strip()]
 
 
+def _google_keys(w: World) -> tuple[list[str], list[str]]:
+    """Live key ids of the tool's service account, and every private key it was issued."""
+    g = w.sandbox.world.google
+    with w.sandbox.world.lock:
+        account = w.sandbox.world.service_account
+        keys = [account, *(k for k in g.keys.values() if k.client_email == account.client_email)]
+        live = [k.key_id for k in keys if k.key_id not in g.deleted_keys]
+        pems = [json.loads(json.dumps(k.key_file("x")))["private_key"] for k in keys]
+    return live, pems
+
+
+def _one_live_key_the_tool_uses(w: World) -> str:
+    live, _ = _google_keys(w)
+    assert len(live) == 1, f"{len(live)} live service-account keys"
+    in_file = json.loads((w.inventory.parent / "gcp-service-account.json").read_text())
+    assert in_file["private_key_id"] == live[0]
+    return live[0]
+
+
 def _no_value_in_any_byte(w: World, values: list[str]) -> None:
     text = "\n".join(w.outputs)
     blobs = [p.read_bytes() for p in Path(w.home).rglob("*") if p.is_file()]
@@ -90,6 +111,10 @@ def test_monthly_token_rotation_while_the_apps_quarterly_rotation_continues(
     listed = w.rotate("credentials", "list")
     assert "cloudflare_api_token" in listed.stdout and "the store" in listed.stdout
 
+    google = w.rotate("credentials", "rotate", "google", actor="ops@e2e")
+    assert google.returncode == 0, google.stdout + google.stderr
+    key1 = _one_live_key_the_tool_uses(w)
+
     w.at("2027-01-01T02:30")
     started = w.rotate("run")
     assert started.returncode == 0, started.stdout + started.stderr
@@ -102,6 +127,9 @@ def test_monthly_token_rotation_while_the_apps_quarterly_rotation_continues(
     ran = w.rotate("run")
     assert ran.returncode in (0, 1), ran.stdout + ran.stderr
     assert "own credential cloudflare_api_token: done" in ran.stdout, ran.stdout + ran.stderr
+    assert "own credential gcp_service_account: done" in ran.stdout, ran.stdout + ran.stderr
+    key2 = _one_live_key_the_tool_uses(w)
+    assert key2 != key1
     second = _one_live_token_the_tool_holds(w)
     seen.append(second)
     assert second != first and _verify(w, first) == 401 and _verify(w, second) == 200
@@ -110,7 +138,8 @@ def test_monthly_token_rotation_while_the_apps_quarterly_rotation_continues(
 
     # Production is published in March with the token the tool rotated, then rotated again.
     w.at("2027-03-02T02:30")
-    assert w.rotate("approve", RESEND, "--note", "q1", actor="owner@e2e").returncode == 0
+    for name in (RESEND, GCP):
+        assert w.rotate("approve", name, "--note", "q1", actor="owner@e2e").returncode == 0
     promoted = w.rotate("run")
     assert "own credential" not in promoted.stdout
     resend = w.status()[(RESEND, "shared")]["rotations"][0]
@@ -118,14 +147,29 @@ def test_monthly_token_rotation_while_the_apps_quarterly_rotation_continues(
     w.at("2027-03-04T02:30")
     again = w.rotate("run")
     assert "own credential cloudflare_api_token: done" in again.stdout, again.stdout + again.stderr
+    assert "own credential gcp_service_account: done" in again.stdout, again.stdout + again.stderr
+    assert _one_live_key_the_tool_uses(w) not in (key1, key2)
     third = _one_live_token_the_tool_holds(w)
     seen.append(third)
     assert _verify(w, second) == 401 and _verify(w, third) == 200
 
+    # Month 4: the app's old GCP API key is revoked through IAM with the rotated SA key.
+    w.at("2027-04-01T02:30")
+    revoked = w.rotate("run")
+    gcp = [r for r in w.status()[(GCP, "shared")]["rotations"] if r["cycle"] == "2027-01"][0]
+    assert gcp["state"] in ("revoked", "reviewing", "completed"), (gcp, revoked.stdout)
+    checked = w.rotate("check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "gcp_service_account: token exchange works" in checked.stdout
+
     kinds = [k for k in _audit_types(w) if k.startswith("own.")]
-    assert kinds.count("own.rotation.completed") == 2 and "own.credential.imported" in kinds
+    assert kinds.count("own.rotation.completed") == 5 and "own.credential.imported" in kinds
     assert w.rotate("audit", "verify").returncode == 0
     _no_value_in_any_byte(w, seen + w.issued_values())
+    # The private keys are in the key file only (the one the inventory names), never elsewhere.
+    _, pems = _google_keys(w)
+    body_lines = [line for pem in pems for line in pem.splitlines()[1:-1]]
+    _no_value_in_any_byte(w, body_lines[::7])
 
 
 def test_emergency_own_cloudflare_under_a_leaked_token(world: World) -> None:
