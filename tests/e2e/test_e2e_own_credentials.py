@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -43,10 +46,6 @@ def _fingerprint(w: World, value: str) -> str:
         "from audit.fingerprint import fingerprint; from rotator.secret import Secret; "
         "print(fingerprint(load_fingerprint_key(), Secret(sys.stdin.read())))"
     )
-    import os
-    import subprocess
-    import sys
-
     done = subprocess.run(
         [sys.executable, "-c", code],
         input=value,
@@ -78,7 +77,7 @@ def _google_keys(w: World) -> tuple[list[str], list[str]]:
         account = w.sandbox.world.service_account
         keys = [account, *(k for k in g.keys.values() if k.client_email == account.client_email)]
         live = [k.key_id for k in keys if k.key_id not in g.deleted_keys]
-        pems = [json.loads(json.dumps(k.key_file("x")))["private_key"] for k in keys]
+        pems = [k.key_file("x")["private_key"] for k in keys]
     return live, pems
 
 
@@ -156,7 +155,7 @@ def test_monthly_token_rotation_while_the_apps_quarterly_rotation_continues(
     # Month 4: the app's old GCP API key is revoked through IAM with the rotated SA key.
     w.at("2027-04-01T02:30")
     revoked = w.rotate("run")
-    gcp = [r for r in w.status()[(GCP, "shared")]["rotations"] if r["cycle"] == "2027-01"][0]
+    gcp = next(r for r in w.status()[(GCP, "shared")]["rotations"] if r["cycle"] == "2027-01")
     assert gcp["state"] in ("revoked", "reviewing", "completed"), (gcp, revoked.stdout)
     checked = w.rotate("check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
