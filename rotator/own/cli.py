@@ -164,7 +164,15 @@ def own_emergency(
     result = cloudflare.emergency(engine, reason)
     engine.checkpoint()
     if as_json:
-        _json(result)
+        # The shape of every `rotate emergency --json` (one outcome per unit).
+        outcome = {
+            "unit": f"own:{resolved}",
+            "status": "done",
+            "steps": ["roll", "verify", "verify-revoked", "notify"],
+            "message": f"token {result['token_id']} rolled; the leaked value is refused",
+            "until": None,
+        }
+        _json([outcome])
         return
     typer.echo(
         f"{resolved}: rolled (token {result['token_id']}); the leaked value is refused by "
