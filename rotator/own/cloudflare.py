@@ -253,7 +253,7 @@ def rotate(engine: Engine, *, kind: str = "manual", reason: str = "") -> dict[st
     rt = engine.rt
     api = TokenApi(engine)
     old_row, old_value = _held_or_in_flight(engine)
-    with rt.store.write() as s:
+    with own.starting(rt, NAME) as s:
         rotation = own.in_flight(s, NAME)
         resumed = rotation is not None
         if rotation is None:
@@ -442,7 +442,7 @@ def emergency(engine: Engine, reason: str) -> dict[str, Any]:
         rotation = None
     if rotation is None:
         old, old_value = held(engine)
-        with rt.store.write() as s:
+        with own.starting(rt, NAME) as s:
             rotation = OwnRotation(
                 id=own.new_id(),
                 name=NAME,

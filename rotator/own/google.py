@@ -203,7 +203,7 @@ def rotate(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
         rotation = own.in_flight(s, NAME)
     if rotation is None:
         old_row, _ = held(engine)
-        with rt.store.write() as s:
+        with own.starting(rt, NAME) as s:
             rotation = OwnRotation(
                 id=own.new_id(),
                 name=NAME,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
@@ -64,6 +66,27 @@ def last_done(s: Session, name: str) -> OwnRotation | None:
         .where(OwnRotation.name == name, OwnRotation.state == "done")
         .order_by(col(OwnRotation.finished_at).desc())
     ).first()
+
+
+@contextmanager
+def starting(rt: Runtime, name: str) -> Iterator[Session]:
+    """A write transaction that records a rotation's intent; a race is exit 10, not a bug.
+
+    The partial unique index `uq_own_rotation_in_flight` lets one rotation of a credential
+    be in flight; another host starting one at the same moment loses here.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    from rotator.errors import ClaimedElsewhereError
+
+    try:
+        with rt.store.write() as s:
+            yield s
+    except IntegrityError:
+        raise ClaimedElsewhereError(
+            f"another runner started a rotation of the tool's {name} at the same moment; "
+            "it carries on there: run `rotate credentials list` to see it"
+        ) from None
 
 
 def reveal(rt: Runtime, row: OwnCredential) -> Secret:
