@@ -99,17 +99,21 @@ def rotate_credential(
 
     engine = _engine(inventory)
     resolved = own.check_name(engine.rt, name)
-    if resolved == google.NAME:
-        result = google.rotate(engine, kind="manual")
-        what = f"key {result['old_key_id']} deleted, {result['new_key_id']} current"
-    elif resolved == cloudflare.NAME:
-        result = cloudflare.rotate(engine, kind="manual")
-        what = f"token {result['old_token_id']} deleted, {result['new_token_id']} current"
-    else:
+    if resolved not in (google.NAME, cloudflare.NAME):
         raise BadInputError(
             f"{resolved!r} cannot be rotated by the tool; only cloudflare and google (see "
             "docs/operator-guide.md, The tool's own credentials)"
         )
+    from rotator.runlock import RunLock
+
+    # The host's run lock, as `rotate run` takes it: one process drives a rotation at a time.
+    with RunLock():
+        if resolved == google.NAME:
+            result = google.rotate(engine, kind="manual")
+            what = f"key {result['old_key_id']} deleted, {result['new_key_id']} current"
+        else:
+            result = cloudflare.rotate(engine, kind="manual")
+            what = f"token {result['old_token_id']} deleted, {result['new_token_id']} current"
     engine.checkpoint()
     if as_json:
         _json(result)
@@ -161,6 +165,8 @@ def own_emergency(
             "Roll the tool's Cloudflare token now? Its current value stops working at once.",
             abort=True,
         )
+    # No run lock: a `rotate run` holding it (perhaps in its start-up delay) must not hold
+    # up an emergency; the roll is recorded in the step that follows Cloudflare's answer.
     result = cloudflare.emergency(engine, reason)
     engine.checkpoint()
     if as_json:
