@@ -18,6 +18,7 @@ import typer
 
 from rotator import __version__
 from rotator.errors import BadInputError, RotatorError
+from rotator.own.cli import credentials_app
 
 if TYPE_CHECKING:
     from rotator.commands import PlanLine
@@ -47,6 +48,7 @@ audit_app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(credentials_app, name="credentials")  # rotator/own/cli.py
 
 InventoryOpt = Annotated[
     str | None,
@@ -319,13 +321,34 @@ def check(
     from rotator.rewrap import check_key_ids
 
     stored = check_key_ids(rt.store, rt.master_key)
+    own_lines, own_warnings = _own_check(rt)
     if as_json:
-        _json({**report, "stored_values": stored, "master_key_id": rt.master_key.key_id})
+        _json(
+            {
+                **report,
+                "stored_values": stored,
+                "master_key_id": rt.master_key.key_id,
+                "own_credentials": own_lines,
+                "warnings": own_warnings,
+            }
+        )
         return
+    for line in own_lines:
+        _echo_safe(line)
+    for warning in own_warnings:
+        _echo_err(f"warning: {warning}")
     typer.echo(
         f"credentials and keys: present; {stored} stored value(s) under master key "
         f"{rt.master_key.key_id}"
     )
+
+
+def _own_check(rt: Runtime) -> tuple[list[str], list[str]]:
+    """Where each own credential comes from, its cycle and privileges (rotator/own/check)."""
+    from rotator.engine import Engine
+    from rotator.own.check import report as own_report
+
+    return own_report(Engine(rt))
 
 
 @app.command("import")
@@ -510,15 +533,28 @@ def run(
         # One line on stderr, even under cron: a silent sleep of minutes looks like a hang.
         startup_delay(0 if no_delay else 300.0, say=None if QUIET else _echo_err)
         engine = _engine(inventory)
+        own_results = _own_due(engine, as_json)
         outcomes = engine.run()
         code = _outcomes(outcomes, as_json, engine.rt.inventory.tz)
         if not as_json:
             pending_steps(engine, outcomes)
+        code = code or (1 if any(r["status"] != "done" for r in own_results) else 0)
         if code == 0:
             from rotator.metrics import record_successful_run
 
             record_successful_run(engine)
     raise typer.Exit(code)
+
+
+def _own_due(engine: Engine, as_json: bool) -> list[dict[str, Any]]:
+    """Rotate the tool's own credentials that are due, before the app's (rotator/own)."""
+    from rotator.own.schedule import run_due
+
+    results = run_due(engine)
+    for r in results:
+        line = f"own credential {r['credential']}: {r['status']}: {r['message']}"
+        _echo_err(line) if as_json or r["status"] != "done" else typer.echo(line)
+    return results
 
 
 @app.command()
@@ -591,6 +627,14 @@ def emergency(
             "--again", help="Start another emergency even if one completed within the hour."
         ),
     ] = False,
+    own: Annotated[
+        str | None,
+        typer.Option(
+            "--own",
+            help="A leaked credential of the tool itself (cloudflare): rolled at once, the "
+            "new value stored first, the old one proved refused, a person notified.",
+        ),
+    ] = None,
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -607,6 +651,13 @@ def emergency(
     )
 
     engine = _engine(inventory)
+    if own is not None:
+        from rotator.own.cli import own_emergency
+
+        own_emergency(
+            engine, own, secret, reason, yes=yes or not sys.stdin.isatty(), as_json=as_json
+        )
+        return
     if secret is None:
         units = select_units(engine, every=every, provider=provider, environment=in_env)
         if not yes and sys.stdin.isatty():
@@ -1665,6 +1716,7 @@ EXAMPLES: dict[str, list[str]] = {
     "emergency": [
         f'rotate emergency {S} --reason "key pasted in a public issue"',
         'rotate emergency --provider resend --reason "team account leaked" --yes',
+        'rotate emergency --own cloudflare --reason "tool token in a CI log" --yes',
     ],
     "supply": [f"rotate supply {S}", "rotate supply GOOGLE_CLIENT_SECRET --env staging < new.txt"],
     "confirm": [f"rotate confirm {S} --step revoke"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from rotator.errors import KeyMaterialError
@@ -13,11 +13,20 @@ from rotator.secret import Secret
 
 
 class InventoryCredentials:
-    """Resolve `[credentials]` entries: an environment variable or a 0600 file."""
+    """Resolve `[credentials]` entries: the store first (`rotate credentials import`, own
+    rotations), else an environment variable or a 0600 file."""
 
-    def __init__(self, refs: Mapping[str, CredentialRef], base_dir: Path) -> None:
+    def __init__(
+        self,
+        refs: Mapping[str, CredentialRef],
+        base_dir: Path,
+        stored: Callable[[str], Secret | None] | None = None,
+    ) -> None:
         self._refs = refs
         self._base = base_dir
+        # Reads the store's current value of an own credential (rotator.own.store); read
+        # at every use, so a rotation by another process is picked up at the next call.
+        self._stored = stored
 
     def _ref(self, name: str) -> CredentialRef:
         ref = self._refs.get(name)
@@ -41,6 +50,15 @@ class InventoryCredentials:
         return path
 
     def secret(self, name: str) -> Secret:
+        self._ref(name)  # an unknown name is refused before the store is read
+        if self._stored is not None:
+            held = self._stored(name)
+            if held is not None:
+                return held
+        return self.configured(name)
+
+    def configured(self, name: str) -> Secret:
+        """Return the value from the environment variable or file the inventory names."""
         ref = self._ref(name)
         if ref.env is not None:
             value = os.environ.get(ref.env)
@@ -50,6 +68,15 @@ class InventoryCredentials:
                 )
             return Secret(value.strip())
         return Secret(self.path(name).read_text().strip())
+
+    def source(self, name: str, *, stored: bool) -> str:
+        """Say where `name` comes from now (for `rotate check`): the store, a variable or a file."""
+        ref = self._ref(name)
+        if stored:
+            return "the store (imported or rotated by the tool; encrypted)"
+        if ref.env is not None:
+            return f"environment variable {ref.env}"
+        return f"file {ref.file}"
 
     def missing(self) -> list[str]:
         """Name every credential that cannot be found now (for `rotate check`)."""

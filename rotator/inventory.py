@@ -84,6 +84,8 @@ class CredentialRef:
     name: str
     env: str | None
     file: str | None
+    # How often the tool rotates this credential itself (rotator/own); None: the default.
+    rotate_every: str | None = None
 
 
 @dataclass(frozen=True)
@@ -468,8 +470,11 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
                 '{ file = "/path" }: never the value itself'
             )
             continue
-        p.unknown(cp, ref, ("env", "file"))
+        p.unknown(cp, ref, ("env", "file", "rotate_every"))
         env_var, file_path = ref.get("env"), ref.get("file")
+        every = ref.get("rotate_every")
+        if every is not None and not _is_duration(every):
+            p.add(f"{cp}.rotate_every", every, 'a duration such as "30d"')
         if (env_var is None) == (file_path is None):
             p.items.append(
                 f'{cp}: expected exactly one of env = "VAR" or file = "/path" '
@@ -480,7 +485,9 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
             p.add(f"{cp}.env", env_var, "an environment variable name")
         if file_path is not None and not isinstance(file_path, str):
             p.add(f"{cp}.file", file_path, "a file path")
-        credentials[str(name)] = CredentialRef(str(name), env_var, file_path)
+        credentials[str(name)] = CredentialRef(
+            str(name), env_var, file_path, every if isinstance(every, str) else None
+        )
 
     notifications_raw = data.get("notifications", {})
     channels: list[Mapping[str, Any]] = []
@@ -631,3 +638,15 @@ def _target_problems(kind: str, options: Mapping[str, Any]) -> list[str]:
     from rotator.plugins import target_option_problems
 
     return target_option_problems(kind, options)
+
+
+def _is_duration(value: Any) -> bool:
+    """True for a duration `schedules.durations.parse_duration` reads (own credentials)."""
+    from schedules.durations import parse_duration
+
+    if not isinstance(value, str):
+        return False
+    try:
+        return parse_duration(value).total_seconds() > 0
+    except ValueError:
+        return False

@@ -67,6 +67,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         stored_values=_INT,
         master_key_id=_STR,
+        own_credentials=_list(_STR),
+        warnings=_list(_STR),
     ),
     "import": _obj({"secret": _STR, "environment": _OPT_STR, "version": _STR}),
     "status": _list(
@@ -124,6 +126,16 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "audit hash": _obj({"fingerprint": _STR, "found": _BOOL, "events": _list({})}),
     "audit log": _obj({"seq": _INT, "time": _STR, "type": _STR, "actor": _STR}),
+    # The tool's own credentials (rotator/own/cli.py).
+    "credentials import": _obj(
+        {"credential": _STR, "token_id": _STR, "source": _STR, "verified": _BOOL}
+    ),
+    "credentials rotate": _obj(
+        {"credential": _STR, "rotation": _STR, "state": _STR, "resumed": _BOOL}
+    ),
+    "credentials list": _list(
+        _obj({"credential": _STR, "source": _STR, "stored": _BOOL, "cycle": _STR, "needs": _STR})
+    ),
 }
 """Per command. `audit log --json` prints one such object per line (JSON Lines)."""
 

@@ -118,9 +118,12 @@ class Runtime:
     def credentials(self) -> InventoryCredentials:
         if self._credentials is None:
             from rotator.credentials import InventoryCredentials
+            from rotator.own.store import stored_value
 
             self._credentials = InventoryCredentials(
-                self.inventory.credentials, self.inventory.base_dir
+                self.inventory.credentials,
+                self.inventory.base_dir,
+                stored=lambda name: stored_value(self, name),
             )
         return self._credentials
 

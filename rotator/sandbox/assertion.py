@@ -90,6 +90,8 @@ def verify_assertion(
     accounts: Mapping[str, ServiceAccount],
     audiences: Collection[str],
     now: datetime,
+    keys: Mapping[str, ServiceAccount] | None = None,
+    deleted: Collection[str] | None = None,
 ) -> tuple[ServiceAccount, dict[str, Any]]:
     """Return the account that signed `assertion` and its claims, or raise why not."""
     parts = assertion.split(".")
@@ -103,6 +105,12 @@ def verify_assertion(
         raise AssertionRejectedError("Invalid grant: account not found")
     kid = header.get("kid")
     if kid is not None and kid != account.key_id:
+        # Another key of the same account (IAM keys.create, rotator/sandbox/iam.py).
+        other = (keys or {}).get(str(kid))
+        if other is None or other.client_email != account.client_email:
+            raise AssertionRejectedError("Invalid JWT Signature.")
+        account = other
+    if account.key_id in (deleted or ()):
         raise AssertionRejectedError("Invalid JWT Signature.")
     try:
         signature = _segment(parts[2])

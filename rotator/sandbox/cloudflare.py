@@ -281,12 +281,39 @@ BUDGET_WINDOW = 300.0
 
 
 @dataclass
+class ApiToken:
+    """A user API token; `rotator/sandbox/cloudflare_tokens.py` serves `/user/tokens`."""
+
+    id: str
+    name: str
+    value: str
+    policies: list[dict[str, Any]]
+    issued_on: str = ""
+    status: str = "active"
+
+
+@dataclass
 class CloudflareAccount:
     account_id: str
     api_token: str = field(default_factory=lambda: secrets.token_urlsafe(30))
     scripts: dict[str, WorkersScript] = field(default_factory=dict)
     projects: dict[str, PagesProject] = field(default_factory=dict)
     spent: list[datetime] = field(default_factory=list)
+    # Every API token of the user, by id; the seeded `api_token` is the first.
+    tokens: dict[str, ApiToken] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.tokens:
+            from rotator.sandbox.cloudflare_tokens import seed_token
+
+            seed_token(self)
+
+    def token_for(self, value: str) -> ApiToken | None:
+        """Return the active token with this value; a rolled or deleted value is refused."""
+        for token in self.tokens.values():
+            if token.status == "active" and secrets.compare_digest(token.value, value):
+                return token
+        return None
 
     def spend(self, now: datetime) -> str:
         """Count one request against the 5-minute budget; return its `Ratelimit` header."""
@@ -300,7 +327,7 @@ class CloudflareAccount:
 def _authorise(world: World, request: Request) -> Reply | None:
     token = request.bearer()
     account = world.cloudflare
-    if token is None or not secrets.compare_digest(token, account.api_token):
+    if token is None or account.token_for(token) is None:
         return cloudflare_error(403, "Authentication error", 10000)
     if request.params.get("account") != account.account_id:
         # Cloudflare does not tell a token apart from an account it cannot reach.

@@ -86,6 +86,10 @@ class GoogleAuth:
 
     accounts: dict[str, ServiceAccount] = field(default_factory=dict)
     tokens: dict[str, datetime] = field(default_factory=dict)
+    # Keys made by IAM keys.create (rotator/sandbox/iam.py), by key id; deleted key ids.
+    keys: dict[str, ServiceAccount] = field(default_factory=dict)
+    deleted_keys: set[str] = field(default_factory=set)
+    key_created: dict[str, str] = field(default_factory=dict)
     clients: dict[str, OAuthClient] = field(default_factory=dict)
 
     def issue_token(self, now: datetime) -> str:
@@ -105,7 +109,14 @@ class GoogleAuth:
 def _jwt_bearer(world: World, form: dict[str, str]) -> Reply:
     audiences = {GOOGLE_TOKEN_URI, world.base_url + TOKEN_PATH}
     try:
-        verify_assertion(form.get("assertion", ""), world.google.accounts, audiences, world.now())
+        verify_assertion(
+            form.get("assertion", ""),
+            world.google.accounts,
+            audiences,
+            world.now(),
+            world.google.keys,
+            world.google.deleted_keys,
+        )
     except AssertionRejectedError as rejected:
         return oauth_error(400, rejected.description, rejected.error)
     token = world.google.issue_token(world.now())

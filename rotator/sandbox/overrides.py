@@ -23,6 +23,7 @@ base_url = "{base}/stripe"
 [providers.gcp-identity]
 apikeys_url = "{base}/google/apikeys"
 identitytoolkit_url = "{base}/google/identitytoolkit"
+iam_url = "{base}/google/iam"
 token_url = "{token_url}"
 
 [providers.google-oauth]

@@ -25,11 +25,13 @@ from urllib.parse import parse_qsl, urlsplit
 from rotator.clock import now as real_now
 from rotator.sandbox import (
     cloudflare,
+    cloudflare_tokens,
     console,
     control,
     environments,
     google_apikeys,
     google_oauth,
+    iam,
     identitytoolkit,
     resend,
     stripe,
@@ -61,13 +63,15 @@ def _build_router() -> Router:
         stripe,
         google_oauth,
         google_apikeys,
+        iam,
         identitytoolkit,
         cloudflare,
         environments,
         console,
         control,
     ):
-        router.add(module.FAMILY, module.ROUTES)
+        extra = cloudflare_tokens.ROUTES if module is cloudflare else []
+        router.add(module.FAMILY, [*module.ROUTES, *extra])
     return router
 
 

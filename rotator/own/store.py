@@ -1,0 +1,155 @@
+"""Read and record the tool's own credentials in the store, encrypted under the master key.
+
+The associated data binds each ciphertext to `own:<name>` and its row id, so a value
+copied onto another row or another credential fails to decrypt.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import Session, col, select
+
+from rotator.errors import BadInputError
+from rotator.own.models import OwnCredential, OwnRotation
+from rotator.secret import Secret
+from rotator.vault import associated_data, decrypt, encrypt
+
+if TYPE_CHECKING:
+    from rotator.runtime import Runtime
+
+ALIASES = {"cloudflare": "cloudflare_api_token", "google": "gcp_service_account"}
+"""Short names `rotate credentials` accepts for the `[credentials]` names."""
+SCOPE = "own"
+
+
+def canonical(name: str) -> str:
+    return ALIASES.get(name, name)
+
+
+def aad(name: str, row_id: str) -> bytes:
+    return associated_data(f"{SCOPE}:{name}", SCOPE, row_id)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def current_row(s: Session, name: str) -> OwnCredential | None:
+    return s.exec(
+        select(OwnCredential).where(OwnCredential.name == name, OwnCredential.state == "current")
+    ).first()
+
+
+def rows(s: Session, name: str, *states: str) -> list[OwnCredential]:
+    query = select(OwnCredential).where(OwnCredential.name == name)
+    if states:
+        query = query.where(col(OwnCredential.state).in_(states))
+    return list(s.exec(query.order_by(col(OwnCredential.created_at))).all())
+
+
+def in_flight(s: Session, name: str) -> OwnRotation | None:
+    return s.exec(
+        select(OwnRotation).where(
+            OwnRotation.name == name, col(OwnRotation.state).not_in(("done", "failed"))
+        )
+    ).first()
+
+
+def last_done(s: Session, name: str) -> OwnRotation | None:
+    return s.exec(
+        select(OwnRotation)
+        .where(OwnRotation.name == name, OwnRotation.state == "done")
+        .order_by(col(OwnRotation.finished_at).desc())
+    ).first()
+
+
+@contextmanager
+def starting(rt: Runtime, name: str) -> Iterator[Session]:
+    """A write transaction that records a rotation's intent; a race is exit 10, not a bug.
+
+    The partial unique index `uq_own_rotation_in_flight` lets one rotation of a credential
+    be in flight; another host starting one at the same moment loses here.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    from rotator.errors import ClaimedElsewhereError
+
+    try:
+        with rt.store.write() as s:
+            yield s
+    except IntegrityError:
+        raise ClaimedElsewhereError(
+            f"another runner started a rotation of the tool's {name} at the same moment; "
+            "it carries on there: run `rotate credentials list` to see it"
+        ) from None
+
+
+def reveal(rt: Runtime, row: OwnCredential) -> Secret:
+    return decrypt(
+        rt.master_key,
+        row.ciphertext,
+        aad(row.name, row.id),
+        stored_key_id=row.key_id,
+        what=f"the tool's own credential {row.name!r} ({row.state})",
+    )
+
+
+def make_row(
+    rt: Runtime,
+    name: str,
+    value: Secret,
+    *,
+    state: str,
+    source: str,
+    provider_ref: str | None,
+    rotation_id: str | None = None,
+    notes: dict[str, Any] | None = None,
+) -> OwnCredential:
+    row_id = new_id()
+    now = rt.clock()
+    return OwnCredential(
+        id=row_id,
+        name=name,
+        state=state,
+        source=source,
+        provider_ref=provider_ref,
+        fingerprint=rt.fingerprint(value),
+        ciphertext=encrypt(rt.master_key, value, aad(name, row_id)),
+        key_id=rt.master_key.key_id,
+        rotation_id=rotation_id,
+        created_at=now,
+        activated_at=now if state == "current" else None,
+        notes=json.dumps(notes or {}, sort_keys=True),
+    )
+
+
+def stored_value(rt: Runtime, name: str) -> Secret | None:
+    """Return the current stored value of an own credential, or None (env or file then).
+
+    Read on every use, so a rotation by another process is picked up at the next request.
+    """
+    with rt.store.read() as s:
+        row = current_row(s, name)
+    return reveal(rt, row) if row is not None else None
+
+
+def has_stored(rt: Runtime, name: str) -> bool:
+    with rt.store.read() as s:
+        return current_row(s, name) is not None
+
+
+def check_name(rt: Runtime, name: str) -> str:
+    """Resolve an alias and refuse a name the inventory does not list under [credentials]."""
+    resolved = canonical(name)
+    if resolved not in rt.inventory.credentials:
+        known = ", ".join(sorted(rt.inventory.credentials)) or "none"
+        raise BadInputError(
+            f"{name!r} is not one of the tool's own credentials in the inventory's "
+            f"[credentials] (known: {known}; aliases: cloudflare, google); add it there first"
+        )
+    return resolved
