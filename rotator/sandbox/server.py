@@ -31,6 +31,7 @@ from rotator.sandbox import (
     google_apikeys,
     google_oauth,
     identitytoolkit,
+    observability,
     resend,
     stripe,
 )
@@ -68,6 +69,8 @@ def _build_router() -> Router:
         control,
     ):
         router.add(module.FAMILY, module.ROUTES)
+    router.add(observability.ROLLBAR, observability.ROLLBAR_ROUTES)
+    router.add(observability.LOGFLARE, observability.LOGFLARE_ROUTES)
     return router
 
 
@@ -166,6 +169,14 @@ class Sandbox:
     @property
     def cloudflare_token(self) -> str:
         return self.world.cloudflare.api_token
+
+    @property
+    def rollbar_token(self) -> str:
+        return self.world.observability.rollbar_token
+
+    @property
+    def logflare_key(self) -> str:
+        return self.world.observability.logflare_key
 
     @property
     def account_id(self) -> str:
