@@ -432,7 +432,10 @@ class Engine:
                     from rotator.signals.watch import watch
 
                     looked = True
-                    if watch(self, rotation_id, fence, unit, unit.stage_envs, stage=True) == (
+                    # The figures are audited when a gate step is about to run.
+                    gate = isinstance(decision, m.Do)
+                    envs = unit.stage_envs
+                    if watch(self, rotation_id, fence, unit, envs, stage=True, audit_ok=gate) == (
                         "degraded"
                     ):
                         steps.append("watch")

@@ -29,8 +29,12 @@ if TYPE_CHECKING:
 MIN_SLICE = timedelta(minutes=1)
 
 
-def signals_for(engine: Engine, env: str) -> list[Signal]:
-    """The environment's signals: the health URL (when set) and the inventory's others."""
+def signals_for(engine: Engine, env: str, *, health: bool = True) -> list[Signal]:
+    """The environment's signals: the health URL (when set) and the inventory's others.
+
+    Without `health`, the health URL is left out: it has no history to look back on, and
+    staging's is checked by the steps themselves (stage, validate), as it always was.
+    """
     cache: dict[str, list[Signal]] = engine.__dict__.setdefault("_signals", {})
     if env not in cache:
         from rotator.signals.base import get_signal
@@ -42,7 +46,7 @@ def signals_for(engine: Engine, env: str) -> list[Signal]:
         for spec in environment.signals:
             built.append(get_signal(spec.kind)(spec.options, env))
         cache[env] = built
-    return cache[env]
+    return cache[env] if health else [x for x in cache[env] if x.kind != "health-url"]
 
 
 def watched(engine: Engine, envs: tuple[str, ...]) -> bool:
@@ -71,7 +75,7 @@ def context(engine: Engine, env: str) -> SignalContext:
 
 
 def judge(
-    engine: Engine, env: str, change_at: datetime, since: datetime, now: datetime
+    engine: Engine, env: str, change_at: datetime, since: datetime, now: datetime, health: bool
 ) -> list[Verdict]:
     """Every signal of `env` over `since`..`now`, against the same length before the change."""
     start = min(since, now - MIN_SLICE)
@@ -79,7 +83,7 @@ def judge(
     span = Span(start, now, change_at - length, change_at)
     ctx = context(engine, env)
     verdicts = []
-    for signal in signals_for(engine, env):
+    for signal in signals_for(engine, env, health=health):
         try:
             verdicts.append(signal.verdict(ctx, span))
         except Exception as exc:  # a plugin's bug must not pass silently, nor stop the run
@@ -97,9 +101,20 @@ def overall(verdicts: list[Verdict]) -> str:
 
 
 def watch(
-    engine: Engine, rotation_id: str, fence: int, unit: Unit, envs: tuple[str, ...], *, stage: bool
+    engine: Engine,
+    rotation_id: str,
+    fence: int,
+    unit: Unit,
+    envs: tuple[str, ...],
+    *,
+    stage: bool,
+    audit_ok: bool = True,
 ) -> str:
-    """Look at `envs` since the last look; record, audit and act; return ok/degraded/unknown."""
+    """Look at `envs` since the last look; record, audit and act; return ok/degraded/unknown.
+
+    `audit_ok=False` (staging's daily look between the gates) audits only what is not ok:
+    the figures are kept on the rotation, and audited when a gate step is about to run.
+    """
     from rotator.publishing import health_failed
 
     now = engine.rt.clock()
@@ -113,7 +128,7 @@ def watch(
     for env in envs:
         since = when(seen.get(env)) or change_at
         starts[env] = min(since, now - MIN_SLICE)
-        results[env] = judge(engine, env, change_at, since, now)
+        results[env] = judge(engine, env, change_at, since, now, health=not stage)
     status, degraded_env, detail = OK, None, ""
     for env, verdicts in results.items():
         env_status = overall(verdicts)
@@ -152,7 +167,9 @@ def watch(
                     healthy=health[0].status == OK,
                     detail=None if health[0].status == OK else health[0].reason,
                 )
-            if engine.rt.inventory.environment(env).signals:
+            if engine.rt.inventory.environment(env).signals and (
+                audit_ok or overall(verdicts) != OK
+            ):
                 engine.audit(
                     s,
                     "signals.checked",
