@@ -759,6 +759,11 @@ def show(
             _echo_safe(f"      {a['at']}  {a['kind']:<9} {a['actor']}: {a['note']}")
         if r.get("instruction"):
             _echo_safe("      needs a person: " + r["instruction"].replace("\n", "\n      "))
+        for _env, verdicts in sorted((r.get("signals") or {}).items()):
+            for v in verdicts:  # each signal's last figures, baseline vs now (issue 15)
+                _echo_safe(
+                    f"      signal {v['environment']} {v['signal']} {v['status']}: {v['reason']}"
+                )
     if data.get("serving"):
         typer.echo("serving (what each target holds, by version):")
         for where, held in data["serving"].items():
