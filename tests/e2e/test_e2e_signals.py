@@ -9,10 +9,13 @@ decision below is made by the error rates alone.
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import httpx
 
 from rotator.sandbox.environments import deployed_secrets
+from rotator.sandbox.inventory import ROLLBAR_TOKEN_ENV
 from tests.e2e.conftest import World
 
 RESEND = "BANDOFBAKERS_RESEND_API_KEY"
@@ -43,6 +46,29 @@ def _audit(w: World, kind: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
+def _hook(w: World) -> Path:
+    """Deliver notifications to a file through a command hook; return the file."""
+    out = w.home.parent / "notifications.jsonl"
+    script = w.home.parent / "hook.py"
+    script.write_text(
+        f"import sys\nwith open({str(out)!r}, 'a') as f:\n    f.write(sys.stdin.read() + '\\n')\n"
+    )
+    command = f"{sys.executable} {script}"
+    text = w.inventory.read_text().replace(
+        "channels = []", f'channels = [{{ kind = "command", command = "{command}" }}]'
+    )
+    w.inventory.write_text(text)
+    assert w.rotate("check", "--offline").returncode == 0, w.outputs[-1]
+    return out
+
+
+def _notified(out: Path, event: str) -> list[str]:
+    if not out.exists():
+        return []
+    lines = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    return [str(n["text"]) for n in lines if n["event"] == event and n["secret"] == RESEND]
+
+
 def _promote(w: World) -> str:
     """Run the cycle of the Resend key up to production; return the old value."""
     w.at("2027-01-01T02:30")
@@ -61,6 +87,7 @@ def _promote(w: World) -> str:
 
 def test_staging_errors_in_month_2_stop_the_promotion(world: World) -> None:
     w = world
+    hook = _hook(w)
     w.at("2027-01-01T02:30")
     assert w.rotate("run").returncode == 0
     assert w.rotate("approve", RESEND, "--note", "q1", actor="owner@e2e").returncode == 0
@@ -86,6 +113,30 @@ def test_staging_errors_in_month_2_stop_the_promotion(world: World) -> None:
     figures = {v["signal"]: v["figures"] for v in rotation["signals"]["staging"]}  # type: ignore[index]
     assert figures["rollbar"]["error_rate"] > 0.02 > figures["rollbar"]["baseline_error_rate"]
     assert figures["rollbar"]["threshold"] == 0.02
+    # `rotate metrics` exports the figures.
+    metrics = w.rotate("metrics")
+    assert metrics.returncode == 0, metrics.stderr
+    degraded = [
+        line
+        for line in metrics.stdout.splitlines()
+        if line.startswith("rotator_signal_status{")
+        and f'secret="{RESEND}"' in line
+        and 'environment="staging"' in line
+        and 'signal="rollbar"' in line
+    ]
+    assert degraded and 'status="degraded"' in degraded[0], metrics.stdout
+    assert any(
+        line.startswith("rotator_signal_error_rate{")
+        and 'environment="staging"' in line
+        and 'window="baseline"' in line
+        for line in metrics.stdout.splitlines()
+    )
+    (told,) = _notified(hook, "signal-degraded")
+    assert told.startswith(f"{RESEND}: staging is degraded"), told
+    assert "rollbar degraded: error rate" in told and "threshold 2.00%" in told
+    assert "production was not promoted" in told
+    shown = w.rotate("show", RESEND)
+    assert "signal staging rollbar degraded: error rate" in shown.stdout, shown.stdout
     # Month 3 comes: production is never promoted, and still serves the old value.
     old = w.seeded[RESEND].value
     w.at("2027-03-02T02:30")
@@ -172,3 +223,22 @@ def test_an_emergency_watches_production_for_a_short_window(world: World) -> Non
     checked = [e for e in _audit(w, "signals.checked") if emergency_id in json.dumps(e)]
     assert checked, "the window's figures are audited"
     assert {e["details"]["environment_checked"] for e in checked} == {"production"}  # type: ignore[index]
+
+
+def test_rotate_check_names_a_missing_signal_token_and_never_shows_one(world: World) -> None:
+    w = world
+    token = w.env.pop(ROLLBAR_TOKEN_ENV)
+    done = w.rotate("check")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"credential 'rollbar_read_token': the environment variable {ROLLBAR_TOKEN_ENV}" in (
+        done.stderr
+    )
+    w.env[ROLLBAR_TOKEN_ENV] = token
+    assert w.rotate("check").returncode == 0
+    # The tokens never reach the output, the audit trail or the database in clear.
+    w.at("2027-01-01T02:30")
+    w.rotate("run")
+    text = "".join(w.outputs) + w.rotate("audit", "log", "--json").stdout
+    assert token not in text and w.sandbox.logflare_key not in text
+    database = (w.home / "rotator.db").read_bytes()
+    assert token.encode() not in database
