@@ -155,6 +155,9 @@ def _logflare_query(world: World, request: Request) -> Reply:
 # -- the console: what a person (or a bad deploy) does ---------------------------------
 def _set_error_rate(world: World, request: Request) -> Reply:
     env = request.params["env"]
+    if env not in world.environments:
+        known = ", ".join(sorted(world.environments))
+        return Reply.json(404, {"error": f"no environment {env!r}; the sandbox has {known}"})
     body = request.json_object()
     rate = body.get("rate")
     if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 <= rate <= 1:
