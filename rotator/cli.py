@@ -973,6 +973,11 @@ def show(
             _echo_safe(f"      {at(a['at'])}  {a['kind']:<9} {a['actor']}: {a['note']}")
         if r.get("instruction"):
             _echo_safe("      needs a person: " + r["instruction"].replace("\n", "\n      "))
+        for _env, verdicts in sorted((r.get("signals") or {}).items()):
+            for v in verdicts:  # each signal's last figures, baseline vs now (issue 15)
+                _echo_safe(
+                    f"      signal {v['environment']} {v['signal']} {v['status']}: {v['reason']}"
+                )
     if data.get("serving"):
         typer.echo("serving (what each target holds, by version):")
         for where, held in data["serving"].items():
@@ -1096,6 +1101,11 @@ google_console = typer.Typer(
 )
 console_app.add_typer(stripe_console, name="stripe")
 console_app.add_typer(google_console, name="google")
+signals_console = typer.Typer(
+    help="What Rollbar and Logflare see: raise an environment's error rate, take one down.",
+    no_args_is_help=True,
+)
+console_app.add_typer(signals_console, name="signals")
 
 SANDBOX_URL_ENV = "ROTATOR_SANDBOX_URL"
 UrlOpt = Annotated[
@@ -1147,10 +1157,14 @@ def sandbox(
                 values,
                 "".join(f"{label}\t{v.ref}\t{v.value}\n" for label, v in seeded.items()),
             )
-            token_file = where / "cloudflare-token"
             environment = sandbox_environment(box)
-            for token in environment.values():
-                write_output(token_file, token)
+            # One 0600 file per credential (cloudflare-token, rollbar-token, logflare-key).
+            token_files = {
+                name: where / name.lower().removeprefix("rotator_sandbox_").replace("_", "-")
+                for name in environment
+            }
+            for name, token in environment.items():
+                write_output(token_files[name], token)
         except OSError as exc:
             raise OutputFileError(
                 f"cannot write the sandbox's files in {where}: {exc.strerror} "
@@ -1161,8 +1175,8 @@ def sandbox(
         typer.echo(inventory_overrides(box.base_url))
         typer.echo(f"a complete inventory: {inventory_file}")
         typer.echo(f"the seeded values to `rotate import` (0600): {values}")
-        for name in environment:
-            typer.echo(f'export {name}="$(cat {token_file})"')
+        for name, file in token_files.items():
+            typer.echo(f'export {name}="$(cat {file})"')
         typer.echo(_sandbox_next_steps(box.base_url, inventory_file, values))
         typer.echo("stop with Ctrl-C")
         stop = threading.Event()
@@ -1221,6 +1235,38 @@ def _console(url: str, method: str, path: str, body: dict[str, Any] | None = Non
 
 
 _DEFAULT_SANDBOX = "http://127.0.0.1:8787"
+
+
+@signals_console.command("error-rate")
+def console_signals_error_rate(
+    env: Annotated[str, typer.Option("--env", help="The environment (staging, production).")],
+    rate: Annotated[
+        float, typer.Option("--rate", help="Share of errors from now on, e.g. 0.05 for 5%.")
+    ],
+    critical: Annotated[
+        bool, typer.Option("--critical", help="Also report a new critical Rollbar item.")
+    ] = False,
+    url: UrlOpt = _DEFAULT_SANDBOX,
+) -> None:
+    """Set an environment's error rate in Rollbar and Logflare from now on (a bad deploy).
+
+    Example: rotate sandbox console signals error-rate --env production --rate 0.05
+    """
+    body = _console(
+        url, "POST", f"/console/signals/{env}/error-rate", {"rate": rate, "critical": critical}
+    )
+    typer.echo(f"{body['environment']}: error rate {body['rate']:.2%} since {body['since']}")
+
+
+@signals_console.command("outage")
+def console_signals_outage(
+    source: Annotated[str, typer.Argument(help="rollbar or logflare.")],
+    up: Annotated[bool, typer.Option("--up", help="End the outage.")] = False,
+    url: UrlOpt = _DEFAULT_SANDBOX,
+) -> None:
+    """Make Rollbar or Logflare answer 503 (or answer again with --up)."""
+    body = _console(url, "POST", f"/console/signals/{source}/outage", {"down": not up})
+    typer.echo(f"{body['source']}: {'down' if body['down'] else 'answering'}")
 
 
 @stripe_console.command("new-key")

@@ -774,6 +774,8 @@ def show(engine: Engine, unit: Unit) -> dict[str, Any]:
                     "instruction": repo.facts_of(r).get("instruction")
                     if r.state in m.PERSON_STATES
                     else None,
+                    # Each signal's last verdict and figures, per environment (issue 15).
+                    "signals": repo.facts_of(r).get("signals"),
                     "steps": steps,
                     "approvals": approvals,
                 }

@@ -409,6 +409,8 @@ class Engine:
         label = rotation_id
         steps: list[str] = []
         keep_claim = False
+        # Staging's and production's signals are looked at once per advance (issue 15).
+        looked = watched_production = False
         try:
             for _ in range(20):  # a rotation has fewer rows than this; a guard, not a limit
                 now = self.rt.clock()
@@ -417,20 +419,34 @@ class Engine:
                     unit = self._unit_of(s, rotation)
                     label = unit.label
                     state = rotation.state
-                    # A quarterly promotion is watched on every run until monitoring ends.
-                    monitor_due = state == m.PROMOTED and rotation.kind == m.QUARTERLY
+                    # A promotion is watched on every run until monitoring ends (an
+                    # emergency only with a window); staging, before promotion, too.
+                    monitor_due = (
+                        not watched_production
+                        and state == m.PROMOTED
+                        and (rotation.kind == m.QUARTERLY or bool(planning.emergency_window(self)))
+                    )
+                    stage_due = not looked and staging_watched(self, rotation, unit)
                     decision = m.next_decision(planning.facts(self, s, rotation, unit, now))
-                    if not isinstance(decision, m.Do) and not monitor_due:
+                    if not isinstance(decision, m.Do) and not monitor_due and not stage_due:
                         self._settle(s, rotation, unit, decision, now)
+                if stage_due:
+                    from rotator.signals.watch import watch
+
+                    looked = True
+                    # The figures are audited when a gate step is about to run.
+                    gate = isinstance(decision, m.Do)
+                    envs = unit.stage_envs
+                    if watch(self, rotation_id, fence, unit, envs, stage=True, audit_ok=gate) == (
+                        "degraded"
+                    ):
+                        steps.append("watch")
+                    continue  # decide again on what was seen
                 if monitor_due:
+                    watched_production = True
                     if not rollback.monitor(self, rotation_id, fence, unit):
                         steps.append("monitor")
-                        continue  # the machine answers `rollback` next
-                    if not isinstance(decision, m.Do):
-                        with self.rt.store.write() as s:
-                            rotation = repo.fenced(s, rotation_id, fence)
-                            self._settle(s, rotation, unit, decision, now)
-                        return outcome_of(label, steps, decision, state), None
+                    continue  # decide again on what was seen (`rollback` when degraded)
                 if not isinstance(decision, m.Do):
                     if state == m.FAILED:
                         message = self.last_error(rotation_id) or "needs a person"
@@ -491,6 +507,8 @@ class Engine:
             rotation.next_check_at = None
         if rotation.state == m.PROMOTED and rotation.kind == m.QUARTERLY:
             rotation.next_check_at = now  # production is watched on every run
+        if staging_watched(self, rotation, unit):
+            rotation.next_check_at = now  # so is staging before promotion, with signals
         s.add(rotation)
 
     # ----------------------------------------------------------------- steps
@@ -932,6 +950,15 @@ STEP_IMPLEMENTATIONS: dict[str, Callable[[Engine, Work], Apply]] = {
     "revoke": Engine.do_revoke,
     "notify": Engine.do_notify,
 }
+
+
+def staging_watched(engine: Engine, rotation: Rotation, unit: Unit) -> bool:
+    """A quarterly rotation staged but not promoted, with staging signals: looked at each run."""
+    if rotation.kind != m.QUARTERLY or rotation.state not in (m.STAGED, m.VALIDATED):
+        return False
+    from rotator.signals.watch import watched
+
+    return watched(engine, unit.stage_envs)
 
 
 def _store_problem(exc: AuditWriteError) -> RotatorError:

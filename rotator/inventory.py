@@ -35,6 +35,14 @@ class TargetSpec:
 
 
 @dataclass(frozen=True)
+class SignalSpec:
+    """One monitoring signal of an environment (`[[environments.<env>.signals]]`)."""
+
+    kind: str
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     url: str
@@ -42,6 +50,8 @@ class Environment:
     expected_status: int
     require_approval: bool
     targets: tuple[TargetSpec, ...]
+    signals: tuple[SignalSpec, ...] = ()
+    """Signals besides the health URL (which is the `health-url` signal when set)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,10 @@ class Inventory:
     health_span: str = "60s"
     """...spread over at least this long: one flaky answer never starts a rollback."""
     network: Network = field(default_factory=Network)
+    signal_grace: str = "6h"
+    """How long a signal may answer `unknown` before the step waits for a person."""
+    emergency_monitoring: str = "0s"
+    """An emergency's monitoring window after promotion, before revocation (0: none)."""
 
     @property
     def tz(self) -> ZoneInfo:
@@ -297,6 +311,8 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
             "monitoring",
             "health_failures",
             "health_span",
+            "signal_grace",
+            "emergency_monitoring",
         ),
     )
     tz_name = settings.get("time_zone", "UTC")
@@ -328,6 +344,10 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
         p.add("settings.health_failures", health_failures, "a whole number from 1 to 20")
         health_failures = 4
     health_span = _check_duration(p, settings.get("health_span", "60s"), "settings.health_span")
+    signal_grace = _check_duration(p, settings.get("signal_grace", "6h"), "settings.signal_grace")
+    emergency_monitoring = _check_duration(
+        p, settings.get("emergency_monitoring", "0s"), "settings.emergency_monitoring"
+    )
 
     mw = _table(p, data, "maintenance_window", "maintenance_window")
     p.unknown("maintenance_window", mw, ("days", "start", "end"))
@@ -357,7 +377,9 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
     envs_raw = _table(p, data, "environments", "environments")
     if not envs_raw:
         p.add("environments", _MISSING, "at least one [environments.<name>] table")
-    env_keys = ("url", "health_path", "expected_status", "require_approval", "targets")
+    env_keys = ("url", "health_path", "expected_status", "require_approval", "targets", "signals")
+    credential_names = data.get("credentials", {})
+    credential_names = set(credential_names) if isinstance(credential_names, dict) else set()
     for env_name, env in envs_raw.items():
         ep = f"environments.{env_name}"
         if not isinstance(env, dict):
@@ -404,8 +426,9 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
             for problem in _target_problems(str(kind), options):
                 p.items.append(f"{tp}.{problem}")
             specs.append(TargetSpec(str(kind), options))
+        signals = _signals(p, env.get("signals", []), ep, credential_names)
         environments[str(env_name)] = Environment(
-            str(env_name), url, health_path, status, approval, tuple(specs)
+            str(env_name), url, health_path, status, approval, tuple(specs), signals
         )
 
     secrets: dict[str, SecretSpec] = {}
@@ -558,6 +581,8 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
         monitoring=monitoring,
         health_failures=health_failures,
         health_span=health_span,
+        signal_grace=signal_grace,
+        emergency_monitoring=emergency_monitoring,
         window=window,
         environments=environments,
         secrets=secrets,
@@ -632,6 +657,47 @@ def _urls(p: _Problems, data: Mapping[str, Any], key: str) -> dict[str, dict[str
             urls[k] = v.rstrip("/")
         out[str(name)] = urls
     return out
+
+
+def _signals(
+    p: _Problems, raw: object, ep: str, credential_names: set[str]
+) -> tuple[SignalSpec, ...]:
+    """Validate `[[environments.<env>.signals]]`: known kinds, their options, credentials."""
+    from rotator.plugins import known_signal_names
+
+    if not isinstance(raw, list):
+        p.add(f"{ep}.signals", raw, "a list of signal tables ([[environments.<env>.signals]])")
+        return ()
+    kinds = known_signal_names()
+    specs: list[SignalSpec] = []
+    for i, t in enumerate(raw):
+        sp = f"{ep}.signals[{i}]"
+        if not isinstance(t, dict):
+            p.add(sp, t, "a table with a kind")
+            continue
+        kind = t.get("kind")
+        if kind not in kinds:
+            p.add(
+                f"{sp}.kind",
+                kind if kind is not None else _MISSING,
+                f"one of {', '.join(sorted(kinds))}",
+            )
+            continue
+        options = {k: v for k, v in t.items() if k != "kind"}
+        from rotator.signals.base import get_signal
+
+        cls = get_signal(str(kind))
+        for problem in cls.validate_options(options):
+            p.items.append(f"{sp}.{problem}")
+        for key in cls.credential_options:
+            name = options.get(key)
+            if isinstance(name, str) and name not in credential_names:
+                p.items.append(
+                    f"{sp}.{key}: found {name!r}, expected the name of a [credentials] entry "
+                    f'(add [credentials] {name} = {{ env = "VAR" }} or {{ file = "/path" }})'
+                )
+        specs.append(SignalSpec(str(kind), options))
+    return tuple(specs)
 
 
 def _target_problems(kind: str, options: Mapping[str, Any]) -> list[str]:

@@ -79,6 +79,8 @@ class Facts:
     rolled_back: bool = False
     failed_state: str | None = None
     other_in_flight: str | None = None  # another rotation of the unit holding the slot
+    signals_unknown_since: datetime | None = None  # a monitoring signal could not answer
+    signal_grace: timedelta = timedelta(hours=6)
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,24 @@ def monitored(f: Facts) -> Wait | None:
     return None
 
 
+def signals_answered(f: Facts) -> Wait | AwaitPerson | None:
+    """A gate judged by monitoring signals never passes on silence: it waits, then asks."""
+    since = f.signals_unknown_since
+    if since is None:
+        return None
+    if f.now < since + f.signal_grace:
+        return Wait(
+            f"a monitoring signal has not answered since {since:%Y-%m-%d %H:%M %Z}; "
+            "the step waits for it",
+            since + f.signal_grace,
+        )
+    return AwaitPerson(
+        f"a monitoring signal has not answered since {since:%Y-%m-%d %H:%M %Z} (longer than "
+        "the grace): the step waits; restore the source or its credential (`rotate check`)",
+        "rotate run",
+    )
+
+
 @dataclass(frozen=True)
 class Row:
     state: str
@@ -199,9 +219,9 @@ QUARTERLY_TABLE: tuple[Row, ...] = (
         command="rotate supply {secret}{env}",
     ),
     Row(GENERATED, "stage", (_month(1),), STAGED),
-    Row(STAGED, "validate", (_month(2), soaked), VALIDATED),
-    Row(VALIDATED, "promote", (_month(3), approved, in_window), PROMOTED),
-    Row(PROMOTED, "monitor", (monitored,), MONITORED),
+    Row(STAGED, "validate", (_month(2), soaked, signals_answered), VALIDATED),
+    Row(VALIDATED, "promote", (_month(3), approved, in_window, signals_answered), PROMOTED),
+    Row(PROMOTED, "monitor", (signals_answered, monitored), MONITORED),
     Row(
         MONITORED,
         "revoke",
@@ -257,10 +277,11 @@ EMERGENCY_TABLE: tuple[Row, ...] = (
     ),
     Row(GENERATED, "stage", (), STAGED),
     Row(STAGED, "promote", (), PROMOTED),
+    # `monitoring` is the emergency's short window (settings.emergency_monitoring, 0 = none).
     Row(
         PROMOTED,
         "revoke",
-        (),
+        (signals_answered, monitored),
         REVOKED,
         waiting=AWAITING_REVOKE,
         person="revoke every compromised credential at the provider",
@@ -309,8 +330,12 @@ _LIVE_STATES = frozenset(
     }
 )
 EVENTS: dict[str, tuple[frozenset[str], frozenset[str], str]] = {
-    # A confirmed production failure after promotion (promote's own check, or monitoring).
+    # A confirmed production failure after promotion (promote's own check, or monitoring:
+    # the health URL or a degraded signal such as Rollbar's error rate).
     "health-failed": (ANY_KIND, frozenset({PROMOTED, MONITORED}), ROLLING_BACK),
+    # A degraded staging signal before promotion: production is never promoted; a person
+    # is told why with the figures (`rotate resume` to go on, `rotate abort` to stop).
+    "degraded": (frozenset({QUARTERLY}), frozenset({STAGED, VALIDATED}), FAILED),
     # `rotate rollback`: after promote, before revoke.
     "rollback": (ANY_KIND, frozenset({PROMOTED, MONITORED, AWAITING_REVOKE}), ROLLING_BACK),
     # `rotate abort`: before promote.

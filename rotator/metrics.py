@@ -113,6 +113,22 @@ def render_metrics(engine: Engine) -> str:
         "gauge",
         "Failed attempts of the step each rotation is retrying, summed.",
     )
+    signal_rate = Family(
+        "rotator_signal_error_rate",
+        "gauge",
+        "Error rate a monitoring signal last saw for a rotation in flight: window current "
+        "(since the previous look) or baseline (the same span before the change).",
+    )
+    signal_threshold = Family(
+        "rotator_signal_error_rate_threshold",
+        "gauge",
+        "The error rate above which the signal is degraded (settings of the inventory).",
+    )
+    signal_status = Family(
+        "rotator_signal_status",
+        "gauge",
+        "1 for the last verdict (ok, degraded, unknown) of each signal of a rotation in flight.",
+    )
     with rt.store.read() as s:
         for unit in engine.units():
             labels = {
@@ -129,6 +145,7 @@ def render_metrics(engine: Engine) -> str:
                 age.add(labels, max(0.0, (now - since).total_seconds()))
             waits_person = False
             for r in rotations:
+                _signal_samples(r, labels, signal_rate, signal_threshold, signal_status)
                 state.add({**labels, "kind": r.kind, "state": r.state}, 1)
                 waits_person = waits_person or _needs_person(r)
                 if r.state == m.VALIDATED and not waits_person:
@@ -159,8 +176,40 @@ def render_metrics(engine: Engine) -> str:
     )
     generated.add({}, now.timestamp())
     return format_families(
-        [age, has_current, next_gate, state, person, failed, attempts, *channels, run, generated]
+        [
+            age,
+            has_current,
+            next_gate,
+            state,
+            person,
+            failed,
+            attempts,
+            signal_rate,
+            signal_threshold,
+            signal_status,
+            *channels,
+            run,
+            generated,
+        ]
     )
+
+
+def _signal_samples(
+    r: Rotation, labels: dict[str, str], rate: Family, threshold: Family, status: Family
+) -> None:
+    """The figures the last look recorded (`rotator.signals.watch`), per environment."""
+    seen = repo.facts_of(r).get("signals") or {}
+    if not isinstance(seen, dict):
+        return
+    for env, verdicts in sorted(seen.items()):
+        for v in verdicts if isinstance(verdicts, list) else []:
+            base = {**labels, "kind": r.kind, "environment": env, "signal": str(v.get("signal"))}
+            status.add({**base, "status": str(v.get("status"))}, 1)
+            figures = v.get("figures") or {}
+            if "error_rate" in figures:
+                rate.add({**base, "window": "current"}, float(figures["error_rate"]))
+                rate.add({**base, "window": "baseline"}, float(figures["baseline_error_rate"]))
+                threshold.add(base, float(figures["threshold"]))
 
 
 def _needs_person(r: Rotation) -> bool:

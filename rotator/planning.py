@@ -127,7 +127,10 @@ def facts(engine: Engine, s: Session, rotation: Rotation, unit: Unit, now: datet
         staged_at=when(rf.get("staged_at")),
         promoted_at=when(rf.get("promoted_at")),
         soak=soak,
-        monitoring=monitoring,
+        # An emergency's window is short (settings.emergency_monitoring; none by default).
+        monitoring=monitoring if rotation.kind == m.QUARTERLY else emergency_window(engine),
+        signals_unknown_since=when(rf.get("signals_unknown_since")),
+        signal_grace=signal_grace(engine),
         in_window=inside,
         window_opens=opens,
         approval_required=approval_required,
@@ -142,6 +145,18 @@ def facts(engine: Engine, s: Session, rotation: Rotation, unit: Unit, now: datet
             None,
         ),
     )
+
+
+def emergency_window(engine: Engine) -> timedelta:
+    from schedules import parse_duration
+
+    return parse_duration(engine.rt.inventory.emergency_monitoring)
+
+
+def signal_grace(engine: Engine) -> timedelta:
+    from schedules import parse_duration
+
+    return parse_duration(engine.rt.inventory.signal_grace)
 
 
 def schedule(engine: Engine) -> tuple[Any, timedelta, timedelta]:

@@ -13,6 +13,7 @@ from typing import Any
 
 PROVIDER_GROUP = "rotator.providers"
 TARGET_GROUP = "rotator.targets"
+SIGNAL_GROUP = "rotator.signals"
 
 
 @cache
@@ -23,6 +24,11 @@ def known_provider_names() -> frozenset[str]:
 @cache
 def known_target_names() -> frozenset[str]:
     return frozenset(ep.name for ep in entry_points(group=TARGET_GROUP))
+
+
+@cache
+def known_signal_names() -> frozenset[str]:
+    return frozenset(ep.name for ep in entry_points(group=SIGNAL_GROUP))
 
 
 def target_option_problems(kind: str, options: Mapping[str, Any]) -> list[str]:

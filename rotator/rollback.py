@@ -111,25 +111,15 @@ def do_rollback(engine: Engine, work: Work) -> Apply:
 
 
 def monitor(engine: Engine, rotation_id: str, fence: int, unit: Unit) -> bool:
-    """Check production during monitoring; on a confirmed failure, start the rollback."""
-    for env in unit.promote_envs:
-        ok, detail = publishing.healthy(engine, env)
-        with engine.rt.store.write() as s:
-            rotation = repo.fenced(s, rotation_id, fence)
-            engine.audit(
-                s,
-                "health.checked",
-                unit=unit,
-                rotation_id=rotation_id,
-                environment_checked=env,
-                healthy=ok,
-                detail=detail or None,
-            )
-            if not ok:
-                publishing.health_failed(engine, s, rotation, unit, env, f"monitoring: {detail}")
-        if not ok:
-            return False
-    return True
+    """Watch production after promotion; a degraded signal starts the rollback.
+
+    The health URL and every configured signal (Rollbar, Logflare) are judged over the
+    time since the last look (see `rotator.signals.watch`). `unknown` is no failure: the
+    machine's `signals_answered` gate holds the step until they answer again.
+    """
+    from rotator.signals.watch import watch
+
+    return watch(engine, rotation_id, fence, unit, unit.promote_envs, stage=False) != "degraded"
 
 
 def tell_rolled_back(engine: Engine, work: Work, result: str) -> None:

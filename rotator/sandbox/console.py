@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rotator.sandbox.google_oauth import SECRETS_PER_CLIENT, OAuthClient
+from rotator.sandbox.observability import CONSOLE_ROUTES as SIGNAL_ROUTES
 from rotator.sandbox.routing import Family, Reply, Request, Route, route
 
 if TYPE_CHECKING:
@@ -117,4 +118,5 @@ ROUTES: list[Route] = [
     route("GET", _SECRETS, _list_client_secrets),
     route("POST", _SECRETS + "/{secret_id}/disable", _disable_client_secret),
     route("DELETE", _SECRETS + "/{secret_id}", _delete_client_secret),
+    *SIGNAL_ROUTES,
 ]

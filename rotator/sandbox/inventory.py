@@ -13,6 +13,8 @@ from rotator.sandbox.world import GCP_PROJECT
 
 CLOUDFLARE_TOKEN_ENV = "ROTATOR_SANDBOX_CLOUDFLARE_TOKEN"  # noqa: S105 (a variable name)
 NOTIFY_KEY_ENV = "ROTATOR_SANDBOX_NOTIFY_KEY"
+ROLLBAR_TOKEN_ENV = "ROTATOR_SANDBOX_ROLLBAR_TOKEN"  # noqa: S105 (a variable name)
+LOGFLARE_KEY_ENV = "ROTATOR_SANDBOX_LOGFLARE_KEY"
 POLL_INTERVAL = 0.05
 """The sandbox's Pages builds advance one stage per poll; nothing is gained by waiting."""
 
@@ -24,6 +26,7 @@ def sandbox_inventory(
     webhook_url: str | None = None,
     notify_email: bool = True,
     extra: str = "",
+    emergency_monitoring: str = "0s",
 ) -> Path:
     """Write `workdir/inventory.toml` and the service-account key; return the inventory path.
 
@@ -56,9 +59,11 @@ def sandbox_inventory(
     overrides = (
         parts[0]
         + staging_targets
+        + _signals(sandbox.base_url, "staging")
         + parts[1]
         + "require_approval = true\n"
         + production_targets
+        + _signals(sandbox.base_url, "production")
         + parts[2]
     )
     notify_credential = (
@@ -74,6 +79,9 @@ monitoring = "24h"
 # The sandbox answers at once: three failed checks a second apart make a verdict.
 health_failures = 3
 health_span = "2s"
+# Rollbar or Logflare silent this long: the step waits and a person is told.
+signal_grace = "6h"
+emergency_monitoring = "{emergency_monitoring}"
 
 [maintenance_window]
 days = ["tue", "wed", "thu"]
@@ -107,6 +115,8 @@ scope = "per-environment"
 [credentials]
 cloudflare_api_token = {{ env = "{CLOUDFLARE_TOKEN_ENV}" }}
 gcp_service_account = {{ file = "{sa}" }}
+rollbar_read_token = {{ env = "{ROLLBAR_TOKEN_ENV}" }}
+logflare_api_key = {{ env = "{LOGFLARE_KEY_ENV}" }}
 {notify_credential}
 [notifications]
 channels = [{", ".join(channels)}]
@@ -141,6 +151,20 @@ def _targets(account: str, env: str, deployment: str, branch: str = "") -> str:
     )
 
 
+def _signals(base_url: str, env: str) -> str:
+    """Rollbar and Logflare for `env`, at the sandbox; thresholds are the strategy's."""
+    base = base_url.rstrip("/")
+    rate = "0.01" if env == "production" else "0.02"
+    return (
+        f"[[environments.{env}.signals]]\n"
+        f'kind = "rollbar"\ncredential = "rollbar_read_token"\nbase_url = "{base}/rollbar"\n'
+        f"max_error_rate = {rate}\n"
+        f"[[environments.{env}.signals]]\n"
+        f'kind = "logflare"\ncredential = "logflare_api_key"\nbase_url = "{base}/logflare"\n'
+        f'endpoint = "rotator.error-counts"\nmax_error_rate = {rate}\n'
+    )
+
+
 def _clients(clients: Mapping[str, str]) -> str:
     lines = []
     for env in ("local", "staging", "production"):
@@ -152,7 +176,11 @@ def _clients(clients: Mapping[str, str]) -> str:
 
 def sandbox_environment(sandbox: Sandbox, notify_key: str | None = None) -> dict[str, str]:
     """Return the environment variables the sandbox inventory reads its credentials from."""
-    env = {CLOUDFLARE_TOKEN_ENV: sandbox.cloudflare_token}
+    env = {
+        CLOUDFLARE_TOKEN_ENV: sandbox.cloudflare_token,
+        ROLLBAR_TOKEN_ENV: sandbox.rollbar_token,
+        LOGFLARE_KEY_ENV: sandbox.logflare_key,
+    }
     if notify_key is not None:
         env[NOTIFY_KEY_ENV] = notify_key
     return env

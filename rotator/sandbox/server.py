@@ -33,6 +33,7 @@ from rotator.sandbox import (
     google_oauth,
     iam,
     identitytoolkit,
+    observability,
     resend,
     stripe,
 )
@@ -72,6 +73,8 @@ def _build_router() -> Router:
     ):
         extra = cloudflare_tokens.ROUTES if module is cloudflare else []
         router.add(module.FAMILY, [*module.ROUTES, *extra])
+    router.add(observability.ROLLBAR, observability.ROLLBAR_ROUTES)
+    router.add(observability.LOGFLARE, observability.LOGFLARE_ROUTES)
     return router
 
 
@@ -170,6 +173,14 @@ class Sandbox:
     @property
     def cloudflare_token(self) -> str:
         return self.world.cloudflare.api_token
+
+    @property
+    def rollbar_token(self) -> str:
+        return self.world.observability.rollbar_token
+
+    @property
+    def logflare_key(self) -> str:
+        return self.world.observability.logflare_key
 
     @property
     def account_id(self) -> str:

@@ -17,6 +17,7 @@ from rotator.sandbox.environments import (
 from rotator.sandbox.faults import FaultInjector, FaultProfile
 from rotator.sandbox.google_apikeys import ApiKeysService
 from rotator.sandbox.google_oauth import GoogleAuth
+from rotator.sandbox.observability import Observability
 from rotator.sandbox.resend import ResendAccount
 from rotator.sandbox.stripe import StripeAccount
 
@@ -45,6 +46,7 @@ class World:
         self.google = GoogleAuth()
         self.apikeys = ApiKeysService(projects={GCP_PROJECT: GCP_PROJECT_NUMBER})
         self.cloudflare = CloudflareAccount(account_id)
+        self.observability = Observability()
         self.requests: Counter[str] = Counter()
         self.history: list[HealthRecord] = []
         self._changed = False

@@ -32,7 +32,9 @@ def _start(workdir: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
         elif line.startswith("the seeded values"):
             seen["values"] = line.split(": ", 1)[1].strip()
         elif line.startswith("export "):
-            seen["export"] = line.strip()
+            # Every credential of the inventory: `export NAME="$(cat FILE)"` (issue 15 added
+            # Rollbar's and Logflare's tokens beside Cloudflare's).
+            seen["export"] = seen.get("export", "") + line.strip() + "\n"
         elif line.startswith("[providers.resend]"):
             seen["overrides"] = "yes"
         elif line.startswith("stop with Ctrl-C"):
@@ -44,13 +46,17 @@ def test_standalone_sandbox_driven_by_the_cli(tmp_path: Path) -> None:
     proc, seen = _start(tmp_path / "sandbox")
     try:
         assert {"base", "inventory", "values", "export", "overrides"} <= set(seen), seen
-        name = seen["export"].split()[1].split("=")[0]
+        exported = {}
+        for line in seen["export"].splitlines():
+            name, _, rest = line.split(maxsplit=1)[1].partition("=")
+            exported[name] = Path(rest.split("cat ", 1)[1].rstrip(')"')).read_text()
         token = (tmp_path / "sandbox" / "cloudflare-token").read_text()
+        assert exported["ROTATOR_SANDBOX_CLOUDFLARE_TOKEN"] == token
         env = {
             **os.environ,
             "ROTATOR_HOME": str(tmp_path / "state"),
             "ROTATOR_INVENTORY": seen["inventory"],
-            name: token,
+            **exported,
         }
 
         def rotate(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:

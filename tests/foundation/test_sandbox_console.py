@@ -91,6 +91,24 @@ def test_sandbox_prints_the_import_loop_and_console_commands_that_work(
     assert typo.returncode == 2 and "did you mean 'staging'" in typo.stderr
     expired = rotate("sandbox", "console", "stripe", "expire-old", env=url)
     assert expired.returncode == 0 and expired.stdout.count("expired Stripe key") == 1
+    # Issue 15: a credential that breaks a Server Action shows up as errors, not health.
+    raised = rotate(
+        "sandbox", "console", "signals", "error-rate", "--env", "production", "--rate", "0.05",
+        env=url,
+    )  # fmt: skip
+    assert raised.returncode == 0, raised.stderr
+    assert raised.stdout.startswith("production: error rate 5.00% since ")
+    down = rotate("sandbox", "console", "signals", "outage", "rollbar", env=url)
+    assert down.returncode == 0 and down.stdout.strip() == "rollbar: down"
+    wrong = rotate(
+        "sandbox", "console", "signals", "error-rate", "--env", "prod", "--rate", "0.05", env=url
+    )
+    assert wrong.returncode == 7 and "no environment 'prod'" in wrong.stderr
+    # Each credential of the sandbox inventory has its own file and export line.
+    assert "export ROTATOR_SANDBOX_ROLLBAR_TOKEN=" in text
+    workdir = Path(seen["inventory"]).parent
+    tokens = {f: (workdir / f).read_text() for f in ("cloudflare-token", "rollbar-token")}
+    assert tokens["cloudflare-token"] == seen["token"] != tokens["rollbar-token"]
 
 
 def test_console_without_a_sandbox_says_how_to_start_one() -> None:

@@ -7,7 +7,8 @@ either the design or the machine shows up here as a difference, not as a silent 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -25,11 +26,17 @@ QUARTERLY_LINES = [
     # "1 | stage | generated"
     (m.GENERATED, "stage", m.STAGED, ("month_1",)),
     # "2 | validate | first day of month 2, and staged for at least the configured soak"
-    (m.STAGED, "validate", m.VALIDATED, ("month_2", "soaked")),
+    # (issue 15: and every staging signal answered; silence waits, it never passes)
+    (m.STAGED, "validate", m.VALIDATED, ("month_2", "soaked", "signals_answered")),
     # "3 | promote | first day of month 3; inside the window; validated; approval recorded"
-    (m.VALIDATED, "promote", m.PROMOTED, ("month_3", "approved", "in_window")),
-    # "3 | monitor | promoted" (24 h of production health checks)
-    (m.PROMOTED, "monitor", m.MONITORED, ("monitored",)),
+    (
+        m.VALIDATED,
+        "promote",
+        m.PROMOTED,
+        ("month_3", "approved", "in_window", "signals_answered"),
+    ),
+    # "3 | monitor | promoted" (24 h of production health checks and signals)
+    (m.PROMOTED, "monitor", m.MONITORED, ("signals_answered", "monitored")),
     # "4 | revoke | first day of month 4 and at least 24 h since promote, no rollback"
     (m.MONITORED, "revoke", m.REVOKED, ("month_4", "revoke_delay")),
     # "4 | review | revoked" (a person's security review completes the cycle)
@@ -37,11 +44,12 @@ QUARTERLY_LINES = [
 ]
 # | step | what happens |  (DESIGN §3, emergency): assess is the row's creation.
 EMERGENCY_LINES = [
-    (m.ASSESSED, "generate", m.GENERATED),
-    (m.GENERATED, "stage", m.STAGED),
-    (m.STAGED, "promote", m.PROMOTED),
-    (m.PROMOTED, "revoke", m.REVOKED),
-    (m.REVOKED, "notify", m.COMPLETED),
+    (m.ASSESSED, "generate", m.GENERATED, ()),
+    (m.GENERATED, "stage", m.STAGED, ()),
+    (m.STAGED, "promote", m.PROMOTED, ()),
+    # issue 15: the emergency's short monitoring window (none by default) before revoking
+    (m.PROMOTED, "revoke", m.REVOKED, ("signals_answered", "monitored")),
+    (m.REVOKED, "notify", m.COMPLETED, ()),
 ]
 
 
@@ -61,10 +69,13 @@ def test_quarterly_rows_are_design_section_3(
     assert m.next_state(m.QUARTERLY, state, "done") == done
 
 
-@pytest.mark.parametrize(("state", "step", "done"), EMERGENCY_LINES)
-def test_emergency_rows_are_design_section_3(state: str, step: str, done: str) -> None:
+@pytest.mark.parametrize(("state", "step", "done", "gates"), EMERGENCY_LINES)
+def test_emergency_rows_are_design_section_3(
+    state: str, step: str, done: str, gates: tuple[str, ...]
+) -> None:
     row = _row(m.EMERGENCY, state)
-    assert (row.state, row.step, row.done, row.gates) == (state, step, done, ())
+    assert (row.state, row.step, row.done) == (state, step, done)
+    assert tuple(g.__name__ for g in row.gates) == gates
     assert m.next_state(m.EMERGENCY, state, "done") == done
 
 
@@ -165,3 +176,54 @@ def test_no_state_is_assigned_outside_the_one_function() -> None:
                 offenders.append(f"{path.relative_to(root.parent)}:{number}: {line.strip()}")
     allowed = [o for o in offenders if "rotation.state = after" in o]
     assert offenders == allowed and len(allowed) == 1, offenders
+
+
+# ---------------------------------------------------------------------------- issue 15
+def test_a_degraded_staging_signal_stops_before_promotion() -> None:
+    for state in (m.STAGED, m.VALIDATED):
+        assert m.next_state(m.QUARTERLY, state, "degraded") == m.FAILED
+    for state in (m.PROMOTED, m.GENERATED, m.MONITORED):
+        with pytest.raises(m.IllegalTransition):
+            m.next_state(m.QUARTERLY, state, "degraded")
+    with pytest.raises(m.IllegalTransition):
+        m.next_state(m.EMERGENCY, m.STAGED, "degraded")
+    # Production degraded after promotion is the rollback event.
+    assert m.next_state(m.QUARTERLY, m.PROMOTED, "health-failed") == m.ROLLING_BACK
+
+
+def test_a_silent_signal_waits_for_the_grace_then_asks_a_person() -> None:
+    now = datetime(2027, 3, 2, 9, 0, tzinfo=LONDON)
+    since = datetime(2027, 3, 2, 5, 0, tzinfo=LONDON)
+    base = m.Facts(
+        kind=m.QUARTERLY,
+        state=m.PROMOTED,
+        now=now,
+        promoted_at=datetime(2027, 3, 1, 2, 30, tzinfo=LONDON),
+        signals_unknown_since=since,
+    )
+    waiting = m.next_decision(base)
+    assert isinstance(waiting, m.Wait) and waiting.until == since + base.signal_grace
+    assert "has not answered" in waiting.reason
+    late = m.next_decision(replace(base, now=since + base.signal_grace))
+    assert isinstance(late, m.AwaitPerson) and "longer than the grace" in late.action
+    # Answered again: the monitoring step runs (24 h have passed).
+    assert m.next_decision(replace(base, signals_unknown_since=None)) == m.Do("monitor")
+    # Before promotion too: validate and promote wait on silence.
+    staged = replace(base, state=m.STAGED, staged_at=datetime(2027, 1, 1, tzinfo=LONDON))
+    assert isinstance(m.next_decision(staged), m.Wait)
+
+
+def test_an_emergency_with_a_window_monitors_before_revoking() -> None:
+    promoted = datetime(2027, 1, 10, 11, 0, tzinfo=LONDON)
+    f = m.Facts(
+        kind=m.EMERGENCY,
+        state=m.PROMOTED,
+        now=promoted + timedelta(minutes=5),
+        promoted_at=promoted,
+        monitoring=timedelta(minutes=15),
+    )
+    decision = m.next_decision(f)
+    assert isinstance(decision, m.Wait) and decision.until == promoted + timedelta(minutes=15)
+    assert m.next_decision(replace(f, now=promoted + timedelta(minutes=15))) == m.Do("revoke")
+    # No window (the default): revocation at once, as before.
+    assert m.next_decision(replace(f, monitoring=timedelta(0))) == m.Do("revoke")

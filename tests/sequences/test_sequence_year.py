@@ -32,7 +32,15 @@ def year(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     def on_day(day: date, sandbox: Any) -> None:
         state = sandbox.state()
         live_counts.append((day, state["credentials"]))
-        daily.append({"day": day, "requests": sum(state["requests"].values())})
+        # Reads of Rollbar and Logflare are not provider work: staging's error rates are
+        # looked at on every run from stage to promote (issue 15), auditing only what is
+        # not ok, so a quiet day stays without events and without provider requests.
+        provider = {
+            k: v
+            for k, v in state["requests"].items()
+            if "/rollbar/" not in k and "/logflare/" not in k
+        }
+        daily.append({"day": day, "requests": sum(provider.values())})
 
     import os
 
