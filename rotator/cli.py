@@ -1248,10 +1248,7 @@ def console_signals_error_rate(
     ] = False,
     url: UrlOpt = _DEFAULT_SANDBOX,
 ) -> None:
-    """Set an environment's error rate in Rollbar and Logflare from now on (a bad deploy).
-
-    Example: rotate sandbox console signals error-rate --env production --rate 0.05
-    """
+    """Set an environment's error rate in Rollbar and Logflare from now on (a bad deploy)."""
     body = _console(
         url, "POST", f"/console/signals/{env}/error-rate", {"rate": rate, "critical": critical}
     )
@@ -1798,6 +1795,14 @@ EXAMPLES: dict[str, list[str]] = {
     ],
     "sandbox console google secrets": ["rotate sandbox console google secrets --env staging"],
     "sandbox console google retire-old": ["rotate sandbox console google retire-old --env staging"],
+    "sandbox console signals error-rate": [
+        "rotate sandbox console signals error-rate --env production --rate 0.05",
+        "rotate sandbox console signals error-rate --env staging --rate 0.03 --critical",
+    ],
+    "sandbox console signals outage": [
+        "rotate sandbox console signals outage rollbar",
+        "rotate sandbox console signals outage rollbar --up",
+    ],
 }
 """Shown under each command's help; a test checks every command has some."""
 

@@ -151,6 +151,8 @@ WITHOUT_JSON: dict[str, str] = {
     "sandbox console google new-secret": "stdout is the new value alone, to pipe into supply",
     "sandbox console google secrets": "a stand-in for a console page",
     "sandbox console google retire-old": "a stand-in for console buttons",
+    "sandbox console signals error-rate": "a stand-in for a bad deploy, for rehearsals",
+    "sandbox console signals outage": "a stand-in for a monitoring outage, for rehearsals",
 }
 """Commands with no `--json`, and why (a test checks every other command has it)."""
 

@@ -416,6 +416,28 @@ def move_version(version: HasState, to: str) -> None:
     version.state = to
 
 
+OWN_ROTATION_MOVES: frozenset[tuple[str, str]] = frozenset(
+    {
+        # The tool's own credentials (rotator/own): overlap, no environments to walk.
+        ("started", "created"),  # the new token or key exists and is recorded as pending
+        ("created", "switched"),  # verified, and every use now reads it
+        ("switched", "done"),  # the old one deleted and proven refused
+        # An emergency rolls the leaked token: the old value dies with the roll.
+        ("rolling", "rolled"),  # the new value is stored in the step that got it
+        ("rolled", "done"),
+    }
+)
+
+
+def move_own_rotation(own: HasState, to: str) -> None:
+    """Move a rotation of the tool's own credential along its one overlap sequence."""
+    if (own.state, to) not in OWN_ROTATION_MOVES:
+        raise IllegalTransition(
+            f"an own-credential rotation cannot go from {own.state} to {to}"
+        )
+    own.state = to
+
+
 def resume_point(kind: str, state: str) -> str | None:
     """Where `rotate resume` goes back to when the row for `state` ends in FAILED."""
     for row in TABLES[kind]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from rotator import machine as m
 from rotator.errors import NeedsPersonError, ProviderRefusedError, RefusedError, RetryLaterError
 from rotator.own import store as own
 from rotator.own.models import OwnRotation
@@ -230,7 +231,7 @@ def record_import(
             )
         old = own.current_row(s, NAME)
         if old is not None:
-            old.state = "previous"
+            m.move_version(old, "previous")
             s.add(old)
             s.flush()
         row = own.make_row(rt, NAME, value, state="current", source=source, provider_ref=token_id)
@@ -300,12 +301,14 @@ def rotate(engine: Engine, *, kind: str = "manual", reason: str = "") -> dict[st
         with rt.store.write() as s:
             r, o, n = _load(s, rid, old.id, new.id)
             # Two statements: the partial unique index allows one current row at a time.
-            o.state = "previous"
+            m.move_version(o, "previous")
             s.add(o)
             s.flush()
-            n.state, n.activated_at = "current", rt.clock()
+            m.move_version(n, "current")
+            n.activated_at = rt.clock()
             s.add(n)
-            r.state = state = "switched"
+            m.move_own_rotation(r, "switched")
+            state = "switched"
             s.add(r)
             engine.audit(
                 s,
@@ -326,8 +329,10 @@ def rotate(engine: Engine, *, kind: str = "manual", reason: str = "") -> dict[st
             )
         with rt.store.write() as s:
             r, o, _n = _load(s, rid, old.id, new.id)
-            o.state, o.revoked_at = "revoked", rt.clock()
-            r.state, r.finished_at = "done", rt.clock()
+            m.move_version(o, "revoked")
+            o.revoked_at = rt.clock()
+            m.move_own_rotation(r, "done")
+            r.finished_at = rt.clock()
             s.add(o)
             s.add(r)
             engine.audit(
@@ -390,7 +395,8 @@ def _create(
             notes={"name": name},
         )
         s.add(row)
-        r.new_id, r.state = row.id, "created"
+        r.new_id = row.id
+        m.move_own_rotation(r, "created")
         s.add(r)
         engine.audit(
             s,
@@ -482,7 +488,8 @@ def emergency(engine: Engine, reason: str) -> dict[str, Any]:
             r = s.get(OwnRotation, rid)
             o = s.get(type(old), old.id)
             assert r is not None and o is not None
-            o.state, o.revoked_at = "revoked", rt.clock()
+            m.move_version(o, "revoked")
+            o.revoked_at = rt.clock()
             s.add(o)
             s.flush()
             new = own.make_row(
@@ -495,7 +502,8 @@ def emergency(engine: Engine, reason: str) -> dict[str, Any]:
                 rotation_id=rid,
             )
             s.add(new)
-            r.new_id, r.state = new.id, "rolled"
+            r.new_id = new.id
+            m.move_own_rotation(r, "rolled")
             s.add(r)
             engine.audit(
                 s,
@@ -530,7 +538,8 @@ def emergency(engine: Engine, reason: str) -> dict[str, Any]:
     with rt.store.write() as s:
         r = s.get(OwnRotation, rid)
         assert r is not None
-        r.state, r.finished_at = "done", rt.clock()
+        m.move_own_rotation(r, "done")
+        r.finished_at = rt.clock()
         s.add(r)
         engine.audit(
             s,

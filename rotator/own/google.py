@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 from providers.base import error_codes, json_body, raise_for
 from providers.google_auth import DEFAULT_TOKEN_URL, ServiceAccountKey, sign_assertion
+from rotator import machine as m
 from rotator.clock import as_utc
 from rotator.errors import ProviderRefusedError, RetryLaterError
 from rotator.own import store as own
@@ -256,7 +257,8 @@ def rotate(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
                 rotation_id=rid,
             )
             s.add(row)
-            r.new_id, r.state = row.id, "created"
+            r.new_id = row.id
+            m.move_own_rotation(r, "created")
             s.add(r)
             engine.audit(
                 s,
@@ -286,12 +288,14 @@ def rotate(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
                 s.get(OwnCredential, new.id),
             )
             assert r is not None and o is not None and n is not None
-            o.state = "previous"
+            m.move_version(o, "previous")
             s.add(o)
             s.flush()
-            n.state, n.activated_at = "current", rt.clock()
+            m.move_version(n, "current")
+            n.activated_at = rt.clock()
             s.add(n)
-            r.state = state = "switched"
+            m.move_own_rotation(r, "switched")
+            state = "switched"
             s.add(r)
             engine.audit(
                 s,
@@ -315,8 +319,10 @@ def rotate(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
         with rt.store.write() as s:
             r, o = s.get(OwnRotation, rid), s.get(OwnCredential, old.id)
             assert r is not None and o is not None
-            o.state, o.revoked_at = "revoked", rt.clock()
-            r.state, r.finished_at = "done", rt.clock()
+            m.move_version(o, "revoked")
+            o.revoked_at = rt.clock()
+            m.move_own_rotation(r, "done")
+            r.finished_at = rt.clock()
             s.add(o)
             s.add(r)
             engine.audit(

@@ -105,6 +105,8 @@ def world(tmp_path: Path) -> Iterator[dict[str, str]]:
         "ROTATOR_HOME": str(tmp_path / "state"),
         "ROTATOR_INVENTORY": seen["inventory"],
         "ROTATOR_SANDBOX_CLOUDFLARE_TOKEN": (workdir / "cloudflare-token").read_text(),
+        "ROTATOR_SANDBOX_ROLLBAR_TOKEN": (workdir / "rollbar-token").read_text(),
+        "ROTATOR_SANDBOX_LOGFLARE_KEY": (workdir / "logflare-key").read_text(),
         "ROTATOR_FAKE_TIME": "2027-01-01T02:30:00+00:00",
         "ROTATOR_NO_DELAY": "1",
         "SEEDED": seen["values"],

@@ -35,6 +35,7 @@ def test_overrides_point_every_url_at_the_sandbox() -> None:
         "apikeys_url": f"{base}/google/apikeys",
         "identitytoolkit_url": f"{base}/google/identitytoolkit",
         "token_url": f"{base}/google/oauth2/token",
+        "iam_url": f"{base}/google/iam",
     }
     assert parsed["providers"]["google-oauth"] == {"token_url": f"{base}/google/oauth2/token"}
     assert parsed["targets"]["cloudflare"] == {"base_url": f"{base}/cloudflare/client/v4"}

@@ -166,16 +166,24 @@ def test_another_rotation_in_flight_holds_generate() -> None:
 
 
 def test_no_state_is_assigned_outside_the_one_function() -> None:
-    """DESIGN §4.13: the engine performs and records; only `change_state` sets a state."""
+    """DESIGN §4.13: the engine performs and records; only the machine sets a state.
+
+    Rotations (`apply_transition`), credential versions and the tool's own credentials
+    (`move_version`), own-credential rotations (`move_own_rotation`): any other `.state =`
+    outside the sandbox (which emulates the providers' own objects) is a bypass.
+    """
     root = Path(__file__).resolve().parents[2] / "rotator"
-    assignment = re.compile(r"\b(rotation|r|other|found|emergency)\.state\s*=[^=]")
+    assignment = re.compile(r"\.state\s*=[^=]")
     offenders = []
     for path in sorted(root.rglob("*.py")):
+        if "sandbox" in path.parts:
+            continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if assignment.search(line):
                 offenders.append(f"{path.relative_to(root.parent)}:{number}: {line.strip()}")
-    allowed = [o for o in offenders if "rotation.state = after" in o]
-    assert offenders == allowed and len(allowed) == 1, offenders
+    allowed = {"rotation.state = after", "version.state = to", "own.state = to"}
+    assert sorted(o.split(": ", 1)[1] for o in offenders) == sorted(allowed), offenders
+    assert all(o.startswith("rotator/machine.py:") for o in offenders), offenders
 
 
 # ---------------------------------------------------------------------------- issue 15
