@@ -108,7 +108,22 @@ def scrub_json(value: Any) -> Any:
     return value
 
 
+def _without_query(arg: Any) -> Any:
+    """An `httpx.URL` argument without its query (a GCP key travels as `?key=`).
+
+    The message is formatted here, at the record's creation, before any logger's own
+    filter (`providers.http`'s URL redaction) could see the URL. Duck-typed: importing
+    httpx here would slow every command's start-up.
+    """
+    if type(arg).__name__ == "URL" and hasattr(arg, "raw_path") and hasattr(arg, "scheme"):
+        port = f":{arg.port}" if getattr(arg, "port", None) else ""
+        return f"{arg.scheme}://{arg.host}{port}{arg.path}"
+    return arg
+
+
 def _scrub_record(record: logging.LogRecord) -> None:
+    if isinstance(record.args, tuple):
+        record.args = tuple(_without_query(a) for a in record.args)
     try:
         message = record.getMessage()
     except Exception:  # a broken format string: keep the record, drop its arguments

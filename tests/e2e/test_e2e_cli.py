@@ -59,12 +59,17 @@ def test_full_quarterly_cycle_of_all_four_secrets(world: World) -> None:
     for key, row in status.items():
         assert row["rotations"][0]["state"] == "staged", (key, row["rotations"])
 
-    # Nothing is due before month 2: a run changes nothing and calls no provider.
+    # Nothing is due before month 2: a run changes nothing and calls no provider. Staging
+    # is watched through the soak (issue 15): reading Rollbar and Logflare is that watch.
+    def provider_requests() -> dict[str, int]:
+        counts = w.sandbox.state()["requests"]
+        return {k: v for k, v in counts.items() if "/rollbar/" not in k and "/logflare/" not in k}
+
     w.at("2027-01-20T02:30")
-    before = w.sandbox.state()["requests"]
+    before = provider_requests()
     quiet = w.rotate("run")
     assert quiet.returncode == 0 and "summary: " in quiet.stdout
-    assert w.sandbox.state()["requests"] == before
+    assert provider_requests() == before
 
     plan = w.rotate("plan", "--at", "2027-03-10T02:30")
     assert plan.returncode == 0

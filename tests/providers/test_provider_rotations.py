@@ -237,3 +237,32 @@ def test_httpx_request_log_is_redacted(
         logger.setLevel(level)
     assert any(r.name == "httpx" for r in caplog.records)
     assert "AIzaCANARY" not in caplog.text
+
+
+def test_httpx_request_log_is_redacted_once_the_cli_scrubs_every_record(
+    world: FakeWorld, make_ctx: MakeCtx, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`rotate` installs a record factory that formats each message as it is created,
+    before the httpx logger's own URL filter runs: the factory must drop the query too."""
+    from rotator import redact
+
+    redact.install_logging()
+    redact.register("re_some_value_the_process_holds")
+    logger = logging.getLogger("httpx")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    caplog.set_level(logging.DEBUG)
+    try:
+        world.http().request(
+            "GET",
+            "https://identitytoolkit.googleapis.com/v1/projects?key=AIzaCANARY2",
+            provider="p",
+            operation="o",
+            idempotent=True,
+        )
+    finally:
+        logger.setLevel(level)
+        redact.forget_all()
+    assert any(r.name == "httpx" for r in caplog.records)
+    assert "AIzaCANARY2" not in caplog.text
+    assert "identitytoolkit.googleapis.com/v1/projects" in caplog.text
