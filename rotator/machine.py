@@ -432,9 +432,7 @@ OWN_ROTATION_MOVES: frozenset[tuple[str, str]] = frozenset(
 def move_own_rotation(own: HasState, to: str) -> None:
     """Move a rotation of the tool's own credential along its one overlap sequence."""
     if (own.state, to) not in OWN_ROTATION_MOVES:
-        raise IllegalTransition(
-            f"an own-credential rotation cannot go from {own.state} to {to}"
-        )
+        raise IllegalTransition(f"an own-credential rotation cannot go from {own.state} to {to}")
     own.state = to
 
 
