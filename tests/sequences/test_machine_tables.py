@@ -84,7 +84,7 @@ def test_rollback_is_a_sequence_of_rows() -> None:
         for state in (m.PROMOTED, m.MONITORED):
             assert m.next_state(kind, state, "health-failed") == m.ROLLING_BACK
             assert m.next_state(kind, state, "rollback") == m.ROLLING_BACK
-        for state in m.BEFORE_PROMOTE:
+        for state in m.BEFORE_PROMOTE - {m.PLANNED}:
             assert m.next_state(kind, state, "abort") == m.ABORTING
         assert _row(kind, m.ROLLING_BACK).step == "rollback"
         assert m.next_state(kind, m.ABORTING, "done") == m.ABORTED
@@ -165,3 +165,12 @@ def test_no_state_is_assigned_outside_the_one_function() -> None:
                 offenders.append(f"{path.relative_to(root.parent)}:{number}: {line.strip()}")
     allowed = [o for o in offenders if "rotation.state = after" in o]
     assert offenders == allowed and len(allowed) == 1, offenders
+
+
+def test_aborting_a_planned_cycle_ends_it_without_entering_flight() -> None:
+    """A planned cycle has nothing to undo; through ABORTING it would sit in flight beside
+    the unit's emergency, which `uq_rotation_in_flight` refuses (found by the property test)."""
+    assert m.next_state(m.QUARTERLY, m.PLANNED, "abort") == m.ABORTED
+    assert not m.in_flight(m.ABORTED, True)
+    for state in m.BEFORE_PROMOTE - {m.PLANNED}:
+        assert m.next_state(m.QUARTERLY, state, "abort") == m.ABORTING
