@@ -41,6 +41,9 @@ def _refuse(engine: Engine, unit: Unit, command: str, reason: str) -> RefusedErr
     return engine.refuse(unit, command, RefusedError(reason))
 
 
+_MEANT_FOR_FLIGHT = frozenset({"abort", "rollback"})
+
+
 def _rotation_for(engine: Engine, unit: Unit, command: str) -> Rotation:
     """Find the rotation a command applies to, refusing (audited) when the state forbids it."""
     refusal: RefusedError | None = None
@@ -48,13 +51,20 @@ def _rotation_for(engine: Engine, unit: Unit, command: str) -> Rotation:
         record = repo.find_secret(s, unit.spec.name, unit.scope_env)
         rotations = repo.active_rotations(s, record.id or 0) if record else []
         now = engine.rt.clock()
-        # Emergencies first: they supersede anything quarterly.
-        for rotation in sorted(rotations, key=lambda r: r.kind != m.EMERGENCY):
+        # The rotation in flight first, then emergencies: they supersede anything quarterly.
+        for rotation in sorted(
+            rotations,
+            key=lambda r: (not m.in_flight(r.state, r.active), r.kind != m.EMERGENCY),
+        ):
             try:
                 m.check_command(command, engine.facts(s, rotation, unit, now))
                 return rotation
             except RefusedError as exc:
                 refusal = refusal or exc
+                if command in _MEANT_FOR_FLIGHT and m.in_flight(rotation.state, rotation.active):
+                    # The person means the rotation in flight: its refusal is the answer,
+                    # not a quiet abort of next quarter's planned cycle.
+                    break
     if refusal is None:
         refusal = RefusedError(
             f"no rotation of {unit.label} is in flight; `rotate status` shows its state"

@@ -345,6 +345,11 @@ EVENTS: dict[str, tuple[frozenset[str], frozenset[str], str]] = {
     # A step's retry budget is spent, or its failure needs a person (a config, a key).
     "fail": (ANY_KIND, _LIVE_STATES, FAILED),
 }
+EVENT_SHORTCUTS: dict[tuple[str, str], str] = {
+    # A planned cycle holds nothing in motion: aborting it ends it at once. Through
+    # ABORTING it would enter flight beside the unit's rotation in flight (an emergency).
+    ("abort", PLANNED): ABORTED,
+}
 
 
 def next_state(kind: str, state: str, event: str, *, resume_to: str | None = None) -> str:
@@ -373,7 +378,7 @@ def next_state(kind: str, state: str, event: str, *, resume_to: str | None = Non
     kinds, sources, target = EVENTS[event]
     if kind not in kinds or state not in sources:
         raise IllegalTransition(f"a {kind} rotation in {state} cannot take {event!r}")
-    return target
+    return EVENT_SHORTCUTS.get((event, state), target)
 
 
 class HasState(Protocol):

@@ -95,7 +95,7 @@ def test_rollback_is_a_sequence_of_rows() -> None:
         for state in (m.PROMOTED, m.MONITORED):
             assert m.next_state(kind, state, "health-failed") == m.ROLLING_BACK
             assert m.next_state(kind, state, "rollback") == m.ROLLING_BACK
-        for state in m.BEFORE_PROMOTE:
+        for state in m.BEFORE_PROMOTE - {m.PLANNED}:
             assert m.next_state(kind, state, "abort") == m.ABORTING
         assert _row(kind, m.ROLLING_BACK).step == "rollback"
         assert m.next_state(kind, m.ABORTING, "done") == m.ABORTED
@@ -235,3 +235,12 @@ def test_an_emergency_with_a_window_monitors_before_revoking() -> None:
     assert m.next_decision(replace(f, now=promoted + timedelta(minutes=15))) == m.Do("revoke")
     # No window (the default): revocation at once, as before.
     assert m.next_decision(replace(f, monitoring=timedelta(0))) == m.Do("revoke")
+
+
+def test_aborting_a_planned_cycle_ends_it_without_entering_flight() -> None:
+    """A planned cycle has nothing to undo; through ABORTING it would sit in flight beside
+    the unit's emergency, which `uq_rotation_in_flight` refuses (found by the property test)."""
+    assert m.next_state(m.QUARTERLY, m.PLANNED, "abort") == m.ABORTED
+    assert not m.in_flight(m.ABORTED, True)
+    for state in m.BEFORE_PROMOTE - {m.PLANNED}:
+        assert m.next_state(m.QUARTERLY, state, "abort") == m.ABORTING
