@@ -308,13 +308,23 @@ def _timestamp(text: str) -> float:
 
 def record_successful_run(engine: Engine, at: datetime | None = None) -> None:
     """Store when a `rotate run` finished with no failed secret, for the metrics."""
+    from sqlalchemy.exc import IntegrityError
+
     when = as_utc(at or engine.rt.clock()).isoformat()
-    with engine.rt.store.write() as s:
-        row = s.get(Meta, LAST_SUCCESSFUL_RUN)
-        if row is None:
-            row = Meta(key=LAST_SUCCESSFUL_RUN, value=when)
-        row.value = when
-        s.add(row)
+    for attempt in (1, 2):
+        try:
+            with engine.rt.store.write() as s:
+                row = s.get(Meta, LAST_SUCCESSFUL_RUN)
+                if row is None:
+                    row = Meta(key=LAST_SUCCESSFUL_RUN, value=when)
+                row.value = when
+                s.add(row)
+            return
+        except IntegrityError:
+            # Two runners finishing at once both found no row (PostgreSQL, READ
+            # COMMITTED) and both inserted; the second try finds the other's row.
+            if attempt == 2:
+                raise
 
 
 def write_metrics_file(text: str, path: str | Path) -> Path:

@@ -129,6 +129,16 @@ class CloudflareBudget:
         self._take_once()
 
     def _take_once(self) -> None:
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            self._take_from_store()
+        except IntegrityError:
+            # Two runners creating the window's row at once (its first use): one insert
+            # wins, and the other's second try reads it.
+            self._take_from_store()
+
+    def _take_from_store(self) -> None:
         with self._lock:
             now = as_utc(self._now())
             if self._allowance > 0 and self._allowance_until and now < self._allowance_until:
@@ -169,6 +179,14 @@ class CloudflareBudget:
 
     def block(self, seconds: float) -> None:
         """Stop every runner's Cloudflare calls for `seconds` (a 429, or a low `Ratelimit`)."""
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            self._block(seconds)
+        except IntegrityError:
+            self._block(seconds)  # another runner created the row first: update it
+
+    def _block(self, seconds: float) -> None:
         with self._lock:
             now = as_utc(self._now())
             until = now + timedelta(seconds=max(1.0, seconds))
