@@ -34,7 +34,6 @@ def appends_per_second(
 
     from sqlalchemy import event
 
-    from audit.trail import append
     from rotator.store.db import open_store
 
     store = open_store(url, auto_upgrade=True)
@@ -58,21 +57,7 @@ def appends_per_second(
     try:
         transactions = max(1, events // per_transaction)
         started = time.perf_counter()
-        for t in range(transactions):
-            with store.write() as s:
-                for i in range(per_transaction):
-                    append(
-                        s,
-                        event_type="step.done",
-                        actor="bench@bench",
-                        secret="BANDOFBAKERS_RESEND_API_KEY",
-                        environment="shared",
-                        rotation_id=f"r{t:08d}",
-                        details={"step": "stage", "n": i},
-                        host="bench-host",
-                        tool_version="0.0.0",
-                        mac_key=mac_key,
-                    )
+        _append_in_transactions(store, [per_transaction] * transactions, mac_key)
         return transactions * per_transaction / (time.perf_counter() - started)
     finally:
         store.dispose()
@@ -108,32 +93,38 @@ def engine_transaction_sizes() -> list[int]:
     return list(sizes.values())
 
 
+def _append_in_transactions(store: Any, sizes: list[int], mac_key: bytes | None) -> None:
+    """Append `sizes[t]` events in write transaction `t`, each sealed with `mac_key`."""
+    from audit.trail import append
+
+    for t, size in enumerate(sizes):
+        with store.write() as s:
+            for i in range(size):
+                append(
+                    s,
+                    event_type="step.done",
+                    actor="bench@bench",
+                    secret="BANDOFBAKERS_RESEND_API_KEY",
+                    environment="shared",
+                    rotation_id=f"r{t:08d}",
+                    details={"step": "stage", "n": i},
+                    host="bench-host",
+                    tool_version="0.0.0",
+                    mac_key=mac_key,
+                )
+
+
 def appends_as_grouped(url: str, sizes: list[int]) -> float:
     """Append events in transactions of the given sizes, in order; return events/s."""
     import secrets
 
-    from audit.trail import append
     from rotator.store.db import open_store
 
     store = open_store(url, auto_upgrade=True)
     mac_key = secrets.token_bytes(32)
     try:
         started = time.perf_counter()
-        for t, size in enumerate(sizes):
-            with store.write() as s:
-                for i in range(size):
-                    append(
-                        s,
-                        event_type="step.done",
-                        actor="bench@bench",
-                        secret="BANDOFBAKERS_RESEND_API_KEY",
-                        environment="shared",
-                        rotation_id=f"r{t:08d}",
-                        details={"step": "stage", "n": i},
-                        host="bench-host",
-                        tool_version="0.0.0",
-                        mac_key=mac_key,
-                    )
+        _append_in_transactions(store, sizes, mac_key)
         return sum(sizes) / (time.perf_counter() - started)
     finally:
         store.dispose()

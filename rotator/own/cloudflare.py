@@ -298,27 +298,16 @@ def rotate(engine: Engine, *, kind: str = "manual", reason: str = "") -> dict[st
                 provider=SERVICE,
                 operation="verify",
             )
-        with rt.store.write() as s:
-            r, o, n = _load(s, rid, old.id, new.id)
-            # Two statements: the partial unique index allows one current row at a time.
-            m.move_version(o, "previous")
-            s.add(o)
-            s.flush()
-            m.move_version(n, "current")
-            n.activated_at = rt.clock()
-            s.add(n)
-            m.move_own_rotation(r, "switched")
-            state = "switched"
-            s.add(r)
-            engine.audit(
-                s,
-                "own.credential.switched",
-                rotation_id=rid,
-                credential=NAME,
-                token_id=n.provider_ref,
-                fingerprint=n.fingerprint,
-                previous_token_id=o.provider_ref,
-            )
+        own.record_switch(
+            engine,
+            rid,
+            old.id,
+            new.id,
+            NAME,
+            token_id=new.provider_ref,
+            previous_token_id=old.provider_ref,
+        )
+        state = "switched"
     if state == "switched":
         deleted = api.delete(new_value, str(old.provider_ref))
         if not api.refused(old_value):
@@ -327,25 +316,9 @@ def rotate(engine: Engine, *, kind: str = "manual", reason: str = "") -> dict[st
                 provider=SERVICE,
                 operation="verify revoked",
             )
-        with rt.store.write() as s:
-            r, o, _n = _load(s, rid, old.id, new.id)
-            m.move_version(o, "revoked")
-            o.revoked_at = rt.clock()
-            m.move_own_rotation(r, "done")
-            r.finished_at = rt.clock()
-            s.add(o)
-            s.add(r)
-            engine.audit(
-                s,
-                "own.credential.revoked",
-                rotation_id=rid,
-                credential=NAME,
-                token_id=o.provider_ref,
-                fingerprint=o.fingerprint,
-                deleted_now=deleted,
-                verified_refused=True,
-            )
-            engine.audit(s, "own.rotation.completed", rotation_id=rid, credential=NAME, kind=kind)
+        own.record_retired(
+            engine, rid, old.id, NAME, kind, token_id=old.provider_ref, deleted_now=deleted
+        )
     return {
         "credential": NAME,
         "rotation": rid,
@@ -426,12 +399,6 @@ def _rotation(engine: Engine, rid: str) -> OwnRotation:
         r = s.get(OwnRotation, rid)
     assert r is not None
     return r
-
-
-def _load(s: Any, rid: str, old_id: str, new_id: str) -> tuple[Any, Any, Any]:
-    from rotator.own.models import OwnCredential
-
-    return s.get(OwnRotation, rid), s.get(OwnCredential, old_id), s.get(OwnCredential, new_id)
 
 
 # ------------------------------------------------------------------ emergency (roll)

@@ -281,32 +281,17 @@ def rotate(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
         from providers.google_auth import clear_token_cache
 
         clear_token_cache()
-        with rt.store.write() as s:
-            r, o, n = (
-                s.get(OwnRotation, rid),
-                s.get(OwnCredential, old.id),
-                s.get(OwnCredential, new.id),
-            )
-            assert r is not None and o is not None and n is not None
-            m.move_version(o, "previous")
-            s.add(o)
-            s.flush()
-            m.move_version(n, "current")
-            n.activated_at = rt.clock()
-            s.add(n)
-            m.move_own_rotation(r, "switched")
-            state = "switched"
-            s.add(r)
-            engine.audit(
-                s,
-                "own.credential.switched",
-                rotation_id=rid,
-                credential=NAME,
-                key_id=n.provider_ref,
-                previous_key_id=o.provider_ref,
-                fingerprint=n.fingerprint,
-                written_to=str(_file(engine)),
-            )
+        own.record_switch(
+            engine,
+            rid,
+            old.id,
+            new.id,
+            NAME,
+            key_id=new.provider_ref,
+            previous_key_id=old.provider_ref,
+            written_to=str(_file(engine)),
+        )
+        state = "switched"
     if state == "switched":
         token = iam.exchange(new_key)
         iam.delete(new_key, token, str(old.provider_ref))
@@ -316,25 +301,7 @@ def rotate(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
                 provider=SERVICE,
                 operation="verify revoked",
             )
-        with rt.store.write() as s:
-            r, o = s.get(OwnRotation, rid), s.get(OwnCredential, old.id)
-            assert r is not None and o is not None
-            m.move_version(o, "revoked")
-            o.revoked_at = rt.clock()
-            m.move_own_rotation(r, "done")
-            r.finished_at = rt.clock()
-            s.add(o)
-            s.add(r)
-            engine.audit(
-                s,
-                "own.credential.revoked",
-                rotation_id=rid,
-                credential=NAME,
-                key_id=o.provider_ref,
-                fingerprint=o.fingerprint,
-                verified_refused=True,
-            )
-            engine.audit(s, "own.rotation.completed", rotation_id=rid, credential=NAME, kind=kind)
+        own.record_retired(engine, rid, old.id, NAME, kind, key_id=old.provider_ref)
     return {
         "credential": NAME,
         "rotation": rid,

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
+from rotator import machine as m
 from rotator.errors import BadInputError
 from rotator.own.models import OwnCredential, OwnRotation
 from rotator.secret import Secret
 from rotator.vault import associated_data, decrypt, encrypt
 
 if TYPE_CHECKING:
+    from rotator.engine import Engine
     from rotator.runtime import Runtime
 
 ALIASES = {"cloudflare": "cloudflare_api_token", "google": "gcp_service_account"}
@@ -153,3 +155,68 @@ def check_name(rt: Runtime, name: str) -> str:
             f"[credentials] (known: {known}; aliases: cloudflare, google); add it there first"
         )
     return resolved
+
+
+def record_switch(
+    engine: Engine, rid: str, old_id: str, new_id: str, credential: str, **details: Any
+) -> None:
+    """Make the verified new credential current and the old one previous, audited.
+
+    `details` name the provider's ids in its own words (a token id, a key id).
+    """
+    rt = engine.rt
+    with rt.store.write() as s:
+        r, o, n = _loaded(s, rid, old_id, new_id)
+        assert n is not None
+        # Two statements: the partial unique index allows one current row at a time.
+        m.move_version(o, "previous")
+        s.add(o)
+        s.flush()
+        m.move_version(n, "current")
+        n.activated_at = rt.clock()
+        s.add(n)
+        m.move_own_rotation(r, "switched")
+        s.add(r)
+        engine.audit(
+            s,
+            "own.credential.switched",
+            rotation_id=rid,
+            credential=credential,
+            fingerprint=n.fingerprint,
+            **details,
+        )
+
+
+def record_retired(
+    engine: Engine, rid: str, old_id: str, credential: str, kind: str, **details: Any
+) -> None:
+    """Record the old credential revoked (proven refused) and the rotation done, audited."""
+    rt = engine.rt
+    with rt.store.write() as s:
+        r, o, _n = _loaded(s, rid, old_id, None)
+        m.move_version(o, "revoked")
+        o.revoked_at = rt.clock()
+        m.move_own_rotation(r, "done")
+        r.finished_at = rt.clock()
+        s.add(o)
+        s.add(r)
+        engine.audit(
+            s,
+            "own.credential.revoked",
+            rotation_id=rid,
+            credential=credential,
+            fingerprint=o.fingerprint,
+            verified_refused=True,
+            **details,
+        )
+        engine.audit(s, "own.rotation.completed", rotation_id=rid, credential=credential, kind=kind)
+
+
+def _loaded(
+    s: Session, rid: str, old_id: str, new_id: str | None
+) -> tuple[OwnRotation, OwnCredential, OwnCredential | None]:
+    r, o = s.get(OwnRotation, rid), s.get(OwnCredential, old_id)
+    n = s.get(OwnCredential, new_id) if new_id else None
+    if r is None or o is None or (new_id and n is None):
+        raise RuntimeError(f"own rotation {rid}: its recorded rows are gone")
+    return r, o, n
