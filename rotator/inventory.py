@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
@@ -411,18 +411,10 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Inventory:
             raw_targets = []
         for i, t in enumerate(raw_targets):
             tp = f"{ep}.targets[{i}]"
-            if not isinstance(t, dict):
-                p.add(tp, t, "a table with a kind")
+            found = _kind_table(p, tp, t, target_kinds)
+            if found is None:
                 continue
-            kind = t.get("kind")
-            if kind not in target_kinds:
-                p.add(
-                    f"{tp}.kind",
-                    kind if kind is not None else _MISSING,
-                    f"one of {', '.join(sorted(target_kinds))}",
-                )
-                continue
-            options = {k: v for k, v in t.items() if k != "kind"}
+            kind, options = found
             for problem in _target_problems(str(kind), options):
                 p.items.append(f"{tp}.{problem}")
             specs.append(TargetSpec(str(kind), options))
@@ -672,18 +664,10 @@ def _signals(
     specs: list[SignalSpec] = []
     for i, t in enumerate(raw):
         sp = f"{ep}.signals[{i}]"
-        if not isinstance(t, dict):
-            p.add(sp, t, "a table with a kind")
+        found = _kind_table(p, sp, t, kinds)
+        if found is None:
             continue
-        kind = t.get("kind")
-        if kind not in kinds:
-            p.add(
-                f"{sp}.kind",
-                kind if kind is not None else _MISSING,
-                f"one of {', '.join(sorted(kinds))}",
-            )
-            continue
-        options = {k: v for k, v in t.items() if k != "kind"}
+        kind, options = found
         from rotator.signals.base import get_signal
 
         cls = get_signal(str(kind))
@@ -698,6 +682,25 @@ def _signals(
                 )
         specs.append(SignalSpec(str(kind), options))
     return tuple(specs)
+
+
+def _kind_table(
+    p: _Problems, path: str, table: Any, kinds: Iterable[str]
+) -> tuple[str, dict[str, Any]] | None:
+    """Return a `{ kind = ..., ... }` table's kind and options, or None (problem added)."""
+    if not isinstance(table, dict):
+        p.add(path, table, "a table with a kind")
+        return None
+    kind = table.get("kind")
+    known = set(kinds)
+    if kind not in known:
+        p.add(
+            f"{path}.kind",
+            kind if kind is not None else _MISSING,
+            f"one of {', '.join(sorted(known))}",
+        )
+        return None
+    return str(kind), {k: v for k, v in table.items() if k != "kind"}
 
 
 def _target_problems(kind: str, options: Mapping[str, Any]) -> list[str]:
