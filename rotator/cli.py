@@ -631,8 +631,9 @@ def emergency(
         str | None,
         typer.Option(
             "--own",
-            help="A leaked credential of the tool itself (cloudflare): rolled at once, the "
-            "new value stored first, the old one proved refused, a person notified.",
+            help="A leaked credential of the tool itself: cloudflare (the token is rolled, "
+            "the new value stored first) or google (a new service-account key, the old one "
+            "deleted at once); the old one proved refused, a person notified.",
         ),
     ] = None,
     inventory: InventoryOpt = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -10,6 +11,15 @@ from rotator.errors import KeyMaterialError
 from rotator.inventory import CredentialRef
 from rotator.keys import check_private
 from rotator.secret import Secret
+
+logger = logging.getLogger(__name__)
+
+
+def _differs(path: Path, held: Secret) -> bool:
+    try:
+        return path.read_bytes() != held.reveal_bytes()
+    except OSError:
+        return True
 
 
 class InventoryCredentials:
@@ -37,7 +47,14 @@ class InventoryCredentials:
             )
         return ref
 
-    def path(self, name: str) -> Path:
+    def path(self, name: str, *, synced: bool = True) -> Path:
+        """Return the file `name` is read from, first brought up to the store's value.
+
+        The store holds the current value once the tool imported or rotated it. A host
+        whose file still has an older one (another host rotated the key, or a crash came
+        between recording a new key and writing the file) gets the store's value written
+        over it here, so every use reads the value the tool switched to.
+        """
         ref = self._ref(name)
         if ref.file is None:
             raise KeyMaterialError(
@@ -47,6 +64,13 @@ class InventoryCredentials:
         if not path.is_absolute():
             path = self._base / path
         check_private(path)
+        if synced and self._stored is not None:
+            held = self._stored(name)
+            if held is not None and _differs(path, held):
+                from rotator.safefile import write_private
+
+                write_private(path, held.reveal())
+                logger.info("credential %s: its file now holds the store's current value", name)
         return path
 
     def secret(self, name: str) -> Secret:
@@ -67,7 +91,8 @@ class InventoryCredentials:
                     f"credential {name!r}: the environment variable {ref.env} is not set"
                 )
             return Secret(value.strip())
-        return Secret(self.path(name).read_text().strip())
+        # Not synced: for a token the store holds, the file keeps what a person put there.
+        return Secret(self.path(name, synced=False).read_text().strip())
 
     def source(self, name: str, *, stored: bool) -> str:
         """Say where `name` comes from now (for `rotate check`): the store, a variable or a file."""
@@ -86,7 +111,7 @@ class InventoryCredentials:
                 if self._refs[name].env is not None:
                     self.secret(name)
                 else:
-                    self.path(name)
+                    self.path(name, synced=False)
             except KeyMaterialError as exc:
                 problems.append(str(exc))
         return problems

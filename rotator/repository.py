@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -189,7 +189,14 @@ def runner_id() -> str:
     return f"{socket.gethostname()}/{_boot_id()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
 
-def held_elsewhere(rotation: Rotation, runner: str, now: datetime) -> bool:
+class Leased(Protocol):
+    """A row leased to the runner driving it: a rotation, or an own rotation."""
+
+    claimed_by: str | None
+    claimed_until: datetime | None
+
+
+def held_elsewhere(rotation: Leased, runner: str, now: datetime) -> bool:
     """Return True while another live runner's lease on `rotation` lasts."""
     from rotator.clock import as_utc
 

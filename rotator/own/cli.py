@@ -9,9 +9,10 @@ from typing import Annotated, Any
 import typer
 
 from rotator.errors import BadInputError
+from rotator.secret import Secret
 
 credentials_app = typer.Typer(
-    help="The tool's own credentials (its Cloudflare token): import, rotate, list.",
+    help="The tool's own credentials (Cloudflare token, Google key, Resend management key).",
     no_args_is_help=True,
 )
 
@@ -25,7 +26,6 @@ InventoryOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
-VERIFIABLE = ("cloudflare_api_token",)
 
 
 def _engine(inventory: str | None) -> Any:
@@ -42,40 +42,56 @@ def _json(data: Any) -> None:
 
 @credentials_app.command("import")
 def import_credential(
-    name: Annotated[str, typer.Argument(help="cloudflare (cloudflare_api_token).")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="cloudflare, google, resend-management (or the [credentials] name itself)."
+        ),
+    ],
     inventory: InventoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Store an own credential: read from a hidden prompt or stdin, verified, audited.
 
+    The provider must accept the value first (Cloudflare's token verify, a Google token
+    exchange, Resend's key list); a refused value changes nothing (exit 7). The Google
+    key is a JSON file: pipe it, then delete that copy.
+
     \b
     Examples:
       rotate credentials import cloudflare
-      pbpaste | rotate credentials import cloudflare
+      rotate credentials import google < sa-key.json
+      pbpaste | rotate credentials import resend-management
     """
     from rotator.cli import _read_value
-    from rotator.own import cloudflare
-    from rotator.own import store as own
+    from rotator.own import importing
 
     engine = _engine(inventory)
-    resolved = own.check_name(engine.rt, name)
-    if resolved not in VERIFIABLE:
-        raise BadInputError(
-            f"{resolved!r} cannot be imported yet (the tool can verify only the Cloudflare "
-            "token); keep it in the environment variable or file [credentials] names"
-        )
-    value = _read_value(f"{resolved} value")
-    source = "import:prompt" if sys.stdin.isatty() else "import:stdin"
-    token_id = cloudflare.TokenApi(engine).verify(value)
-    cloudflare.record_import(
-        engine, value, token_id, source=source, event="own.credential.imported"
-    )
+    resolved, kind = importing.resolve(engine.rt, name)
+    interactive = sys.stdin.isatty()
+    value = importing.read(kind, lambda: _read_value(f"{resolved} value"), _read_stdin, interactive)
+    source = "import:prompt" if interactive else "import:stdin"
+    done = importing.verify_and_store(engine, resolved, kind, value, source)
     engine.checkpoint()
-    result = {"credential": resolved, "token_id": token_id, "source": source, "verified": True}
     if as_json:
-        _json(result)
+        _json(
+            {
+                "credential": resolved,
+                "provider_ref": done.provider_ref,
+                "source": source,
+                "verified": True,
+            }
+        )
         return
-    typer.echo(f"{resolved}: verified with Cloudflare (token id {token_id}), stored encrypted")
+    typer.echo(f"{resolved}: {done.how}; stored encrypted")
+
+
+def _read_stdin() -> Secret:
+    """All of stdin as text (a key file spans lines), decoded strictly."""
+    try:
+        return Secret(sys.stdin.buffer.read().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadInputError("what was read is not UTF-8 text; pipe the key file itself") from None
 
 
 @credentials_app.command("rotate")
@@ -144,8 +160,8 @@ def list_credentials(inventory: InventoryOpt = None, as_json: JsonOpt = False) -
 def own_emergency(
     engine: Any, name: str, secret: str | None, reason: str, *, yes: bool, as_json: bool
 ) -> None:
-    """`rotate emergency --own cloudflare`: roll the leaked tool token now."""
-    from rotator.own import cloudflare
+    """`rotate emergency --own cloudflare|google`: replace a leaked tool credential now."""
+    from rotator.own import cloudflare, google
     from rotator.own import store as own
 
     if secret is not None:
@@ -155,32 +171,51 @@ def own_emergency(
             "--reason is required for an emergency: say what leaked and how (it is recorded)"
         )
     resolved = own.check_name(engine.rt, name)
-    if resolved != cloudflare.NAME:
+    if resolved not in (cloudflare.NAME, google.NAME):
         raise BadInputError(
-            f"--own {name}: the tool can roll only its Cloudflare token (--own cloudflare); "
-            "for another credential replace it at its provider and update [credentials]"
+            f"--own {name}: the tool can replace only its Cloudflare token (--own cloudflare) "
+            "and its Google service-account key (--own google); for another credential "
+            "replace it at its provider, then `rotate credentials import` it"
         )
     if not yes:
-        typer.confirm(
-            "Roll the tool's Cloudflare token now? Its current value stops working at once.",
-            abort=True,
+        what = (
+            "Roll the tool's Cloudflare token now? Its current value stops working at once."
+            if resolved == cloudflare.NAME
+            else "Replace the tool's Google service-account key now? The current key is "
+            "deleted as soon as the new one works."
         )
+        typer.confirm(what, abort=True)
     # No run lock: a `rotate run` holding it (perhaps in its start-up delay) must not hold
-    # up an emergency; the roll is recorded in the step that follows Cloudflare's answer.
-    result = cloudflare.emergency(engine, reason)
+    # up an emergency; each step is recorded right after the provider's answer.
+    if resolved == cloudflare.NAME:
+        result = cloudflare.emergency(engine, reason)
+        steps = ["roll", "verify", "verify-revoked", "notify"]
+        message = f"token {result['token_id']} rolled; the leaked value is refused"
+        said = (
+            f"rolled (token {result['token_id']}); the leaked value is refused by Cloudflare, "
+            "the new one is stored encrypted"
+        )
+    else:
+        result = google.emergency(engine, reason)
+        steps = ["create", "exchange", "switch", "delete", "verify-revoked", "notify"]
+        message = (
+            f"key {result['old_key_id']} deleted and refused; key {result['new_key_id']} current"
+        )
+        said = (
+            f"replaced (key {result['old_key_id']} deleted, Google refuses it; key "
+            f"{result['new_key_id']} in the key file)"
+        )
     engine.checkpoint()
+    told = f"{result['notified']} notification channel(s) told"
     if as_json:
         # The shape of every `rotate emergency --json` (one outcome per unit).
         outcome = {
             "unit": f"own:{resolved}",
             "status": "done",
-            "steps": ["roll", "verify", "verify-revoked", "notify"],
-            "message": f"token {result['token_id']} rolled; the leaked value is refused",
+            "steps": steps,
+            "message": f"{message}; {told}",
             "until": None,
         }
         _json([outcome])
         return
-    typer.echo(
-        f"{resolved}: rolled (token {result['token_id']}); the leaked value is refused by "
-        "Cloudflare, the new one is stored encrypted"
-    )
+    typer.echo(f"{resolved}: {said}; {told}")

@@ -222,29 +222,9 @@ def record_import(
     engine: Engine, value: Secret, token_id: str, *, source: str, event: str
 ) -> tuple[OwnCredential, Secret]:
     """Store a verified token as current (the previous current, if any, stays live)."""
-    rt = engine.rt
-    with rt.store.write() as s:
-        if own.in_flight(s, NAME) is not None:
-            raise RefusedError(
-                "a rotation of the tool's Cloudflare token is in flight; finish it first "
-                "(`rotate credentials rotate cloudflare` resumes it)"
-            )
-        old = own.current_row(s, NAME)
-        if old is not None:
-            m.move_version(old, "previous")
-            s.add(old)
-            s.flush()
-        row = own.make_row(rt, NAME, value, state="current", source=source, provider_ref=token_id)
-        s.add(row)
-        engine.audit(
-            s,
-            event,
-            credential=NAME,
-            source=source,
-            token_id=token_id,
-            fingerprint=row.fingerprint,
-            replaced=old.provider_ref if old else None,
-        )
+    row = own.record_held(
+        engine, NAME, value, token_id, source=source, event=event, ref_name="token_id"
+    )
     return row, value
 
 
@@ -253,7 +233,7 @@ def rotate(engine: Engine, *, kind: str = "manual", reason: str = "") -> dict[st
     """Rotate the tool's Cloudflare token by overlap, or resume the rotation in flight."""
     rt = engine.rt
     api = TokenApi(engine)
-    old_row, old_value = _held_or_in_flight(engine)
+    old_row, _ = _held_or_in_flight(engine)
     with own.starting(rt, NAME) as s:
         rotation = own.in_flight(s, NAME)
         resumed = rotation is not None
@@ -277,12 +257,23 @@ def rotate(engine: Engine, *, kind: str = "manual", reason: str = "") -> dict[st
                 old_token_id=old_row.provider_ref,
                 new_token_name=TOKEN_PREFIX + rotation.id,
             )
+            s.flush()
         elif rotation.kind == "emergency":
             raise RefusedError(
                 "an emergency of the tool's Cloudflare token is in flight; run "
                 "`rotate emergency --own cloudflare --reason ...` again to finish it"
             )
-    rid = rotation.id
+        own.claim(s, rt, rotation.id)
+    with own.driving(engine, rotation.id):
+        return _overlap(engine, api, rotation.id, kind, resumed=resumed)
+
+
+def _overlap(
+    engine: Engine, api: TokenApi, rid: str, kind: str, *, resumed: bool
+) -> dict[str, Any]:
+    """Create, verify, switch, delete: each beat from where the rotation stands."""
+    rt = engine.rt
+    rotation = _rotation(engine, rid)
     state = rotation.state
     old = _row(engine, rotation.old_id)
     old_value = own.reveal(rt, old)
@@ -414,7 +405,7 @@ def emergency(engine: Engine, reason: str) -> dict[str, Any]:
         rotate(engine)
         rotation = None
     if rotation is None:
-        old, old_value = held(engine)
+        old, _ = held(engine)
         with own.starting(rt, NAME) as s:
             rotation = OwnRotation(
                 id=own.new_id(),
@@ -434,7 +425,19 @@ def emergency(engine: Engine, reason: str) -> dict[str, Any]:
                 reason=reason,
                 token_id=old.provider_ref,
             )
-    rid = rotation.id
+            s.flush()
+            own.claim(s, rt, rotation.id)
+    else:
+        with rt.store.write() as s:
+            own.claim(s, rt, rotation.id)
+    with own.driving(engine, rotation.id):
+        return _roll(engine, api, rotation.id, reason)
+
+
+def _roll(engine: Engine, api: TokenApi, rid: str, reason: str) -> dict[str, Any]:
+    """Roll, record, verify, prove refused, notify: each beat from where the emergency stands."""
+    rt = engine.rt
+    rotation = _rotation(engine, rid)
     old = _row(engine, rotation.old_id)
     old_value = own.reveal(rt, old)
     if rotation.state == "rolling":

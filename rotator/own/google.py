@@ -42,7 +42,7 @@ LIMIT = "gcp-identity"
 DEFAULT_IAM_URL = "https://iam.googleapis.com"
 
 
-def _key(text: Secret, where: str) -> ServiceAccountKey:
+def parse_key(text: Secret, where: str) -> ServiceAccountKey:
     try:
         raw = json.loads(text.reveal())
         return ServiceAccountKey(
@@ -166,7 +166,19 @@ class Iam:
 
 
 def _file(engine: Engine) -> Path:
-    return engine.rt.credentials.path(NAME)
+    """The key file as it is: not brought up to the store's key (the rotation's own
+    steps decide what it holds; between writing it and recording the switch, syncing
+    would put the old key back)."""
+    return engine.rt.credentials.path(NAME, synced=False)
+
+
+def write_key_file(engine: Engine, text: Secret) -> None:
+    """Write the key over the key file every use reads (atomic, 0600); forget old tokens."""
+    from providers.google_auth import clear_token_cache
+    from rotator.safefile import write_private
+
+    write_private(_file(engine), text.reveal())
+    clear_token_cache()
 
 
 def held(engine: Engine) -> tuple[OwnCredential, Secret]:
@@ -178,7 +190,7 @@ def held(engine: Engine) -> tuple[OwnCredential, Secret]:
         return row, own.reveal(rt, row)
     path = _file(engine)
     text = Secret(path.read_text(encoding="utf-8"))
-    key = _key(text, str(path))
+    key = parse_key(text, str(path))
     Iam(engine).exchange(key)
     with rt.store.write() as s:
         row = own.make_row(
@@ -196,8 +208,13 @@ def held(engine: Engine) -> tuple[OwnCredential, Secret]:
     return row, text
 
 
-def rotate(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
-    """Rotate the service-account key by overlap, or resume the rotation in flight."""
+def rotate(engine: Engine, *, kind: str = "manual", reason: str = "") -> dict[str, Any]:
+    """Rotate the service-account key by overlap, or resume the rotation in flight.
+
+    The old key is deleted as soon as the new one is switched to: every use reads the key
+    file (brought up to the store's key on each host, `credentials.path`), so no grace is
+    needed, and a leaked key (`kind="emergency"`) must not outlive the switch.
+    """
     rt = engine.rt
     iam = Iam(engine)
     with rt.store.read() as s:
@@ -210,6 +227,7 @@ def rotate(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
                 name=NAME,
                 kind=kind,
                 state="started",
+                reason=reason,
                 old_id=old_row.id,
                 started_at=rt.clock(),
             )
@@ -220,14 +238,26 @@ def rotate(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
                 rotation_id=rotation.id,
                 credential=NAME,
                 kind=kind,
+                reason=reason,
                 old_key_id=old_row.provider_ref,
             )
+            s.flush()
+            own.claim(s, rt, rotation.id)
         resumed = False
     else:
+        with rt.store.write() as s:
+            own.claim(s, rt, rotation.id)
         resumed = True
-    rid = rotation.id
+    with own.driving(engine, rotation.id):
+        return _overlap(engine, iam, rotation.id, kind, resumed=resumed)
+
+
+def _overlap(engine: Engine, iam: Iam, rid: str, kind: str, *, resumed: bool) -> dict[str, Any]:
+    """Create, prove, switch, delete: each beat from where the rotation stands."""
+    rt = engine.rt
+    rotation = _rotation(engine, rid)
     old = _row(engine, rotation.old_id)
-    old_key = _key(own.reveal(rt, old), "the stored key")
+    old_key = parse_key(own.reveal(rt, old), "the stored key")
     state = rotation.state
     if state == "started":
         token = iam.exchange(old_key)
@@ -272,15 +302,10 @@ def rotate(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
         state = "created"
     new = _row(engine, _rotation(engine, rid).new_id)
     new_text = own.reveal(rt, new)
-    new_key = _key(new_text, "the new key")
+    new_key = parse_key(new_text, "the new key")
     if state == "created":
         iam.exchange(new_key)
-        from rotator.safefile import write_private
-
-        write_private(_file(engine), new_text.reveal())
-        from providers.google_auth import clear_token_cache
-
-        clear_token_cache()
+        write_key_file(engine, new_text)
         own.record_switch(
             engine,
             rid,
@@ -312,10 +337,44 @@ def rotate(engine: Engine, *, kind: str = "manual") -> dict[str, Any]:
     }
 
 
+def emergency(engine: Engine, reason: str) -> dict[str, Any]:
+    """Replace a leaked service-account key now: a new key first, the old one deleted and
+    proved refused, a person told. Running it again resumes an emergency in flight."""
+    from rotator import notify
+
+    with engine.rt.store.read() as s:
+        rotation = own.in_flight(s, NAME)
+    if rotation is not None and rotation.kind != "emergency":
+        # An overlap rotation in flight: the leak may be its old or its new key. Finish it
+        # (the old key goes), then replace the one left as well.
+        rotate(engine, kind=rotation.kind)
+    result = rotate(engine, kind="emergency", reason=reason)
+    text = (
+        f"The tool's Google service-account key was replaced in an emergency ({reason}). Key "
+        f"{result['old_key_id']} is deleted and Google refuses it; key {result['new_key_id']} "
+        "is in the key file and held encrypted by rotator. Check the service account's "
+        "activity in Cloud Audit Logs for the time the leaked key was valid."
+    )
+    failed = notify.send(engine, "own.emergency", text)
+    notified = len(engine.rt.inventory.notifications) - len(failed)
+    with engine.rt.store.write() as s:
+        engine.audit(
+            s,
+            "own.emergency.completed",
+            rotation_id=result["rotation"],
+            credential=NAME,
+            key_id=result["old_key_id"],
+            verified_refused=True,
+            notified=notified,
+            failed_channels=json.dumps(failed),
+        )
+    return {**result, "old_value_refused": True, "notified": notified}
+
+
 def prove(engine: Engine) -> str:
     """Prove the key file in use by a token exchange (for `rotate check`); return its id."""
-    path = _file(engine)
-    key = _key(Secret(path.read_text(encoding="utf-8")), str(path))
+    path = engine.rt.credentials.path(NAME)
+    key = parse_key(Secret(path.read_text(encoding="utf-8")), str(path))
     Iam(engine).exchange(key)
     return key.private_key_id
 

@@ -5,7 +5,8 @@
 with where it came from (`source`) and its provider id (`provider_ref`: a token id).
 At most one row per name is `current` (a partial unique index); `pending` is created and
 recorded but not switched to yet, `previous` switched away from and not yet revoked.
-`own_rotation` is one rotation of one credential, its `state` the last beat recorded.
+`own_rotation` is one rotation of one credential, its `state` the last beat recorded,
+leased to the runner driving it (`claimed_by` until `claimed_until`, migration 0005).
 """
 
 from __future__ import annotations
@@ -69,3 +70,6 @@ class OwnRotation(SQLModel, table=True):
     new_id: str | None = None
     started_at: datetime = Field(default_factory=now)
     finished_at: datetime | None = None
+    # The runner driving it and until when (migration 0005): another host leaves it alone.
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None

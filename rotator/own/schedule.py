@@ -69,10 +69,12 @@ def run_due(engine: Engine) -> list[dict[str, Any]]:
         with engine.rt.store.read() as s:
             flight = own.in_flight(s, name)
         try:
-            if name == GOOGLE:
+            if flight is not None and flight.kind == "emergency":
+                # Resumed as an emergency, so the person is still told when it completes.
+                finish = google.emergency if name == GOOGLE else emergency
+                outcome = finish(engine, flight.reason)
+            elif name == GOOGLE:
                 outcome = google.rotate(engine, kind="scheduled")
-            elif flight is not None and flight.kind == "emergency":
-                outcome = emergency(engine, flight.reason)
             else:
                 outcome = rotate(engine, kind="scheduled")
             results.append({"credential": name, "status": "done", "message": why, **outcome})

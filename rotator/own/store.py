@@ -7,9 +7,11 @@ copied onto another row or another credential fails to decrypt.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from rotator.engine import Engine
     from rotator.runtime import Runtime
 
+logger = logging.getLogger(__name__)
 ALIASES = {"cloudflare": "cloudflare_api_token", "google": "gcp_service_account"}
 """Short names `rotate credentials` accepts for the `[credentials]` names."""
 SCOPE = "own"
@@ -91,6 +94,58 @@ def starting(rt: Runtime, name: str) -> Iterator[Session]:
         ) from None
 
 
+LEASE = timedelta(minutes=15)
+"""How long an own rotation stays with the runner driving it if that runner vanishes."""
+
+
+def claim(s: Session, rt: Runtime, rid: str) -> OwnRotation:
+    """Lease an own rotation to this runner in the caller's transaction.
+
+    Two hosts resuming the same rotation would both create, switch or delete: the second
+    stops here (exit 10) while the first one's lease lasts. A runner of this host that
+    died (kill -9) holds nothing (`repository.held_elsewhere`), so a re-run resumes at once.
+    """
+    from rotator.clock import as_utc
+    from rotator.errors import ClaimedElsewhereError
+    from rotator.repository import held_elsewhere
+
+    query = select(OwnRotation).where(OwnRotation.id == rid)
+    if s.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    rotation = s.exec(query).first()
+    if rotation is None:
+        raise RuntimeError(f"own rotation {rid} is gone")
+    now = rt.clock()
+    if held_elsewhere(rotation, rt.runner, now):
+        until = as_utc(rotation.claimed_until or now).isoformat(timespec="seconds")
+        raise ClaimedElsewhereError(
+            f"the rotation of the tool's {rotation.name} is being driven by runner "
+            f"{rotation.claimed_by} (lease until {until}); leaving it to that runner"
+        )
+    rotation.claimed_by = rt.runner
+    rotation.claimed_until = now + LEASE
+    s.add(rotation)
+    return rotation
+
+
+@contextmanager
+def driving(engine: Engine, rid: str) -> Iterator[None]:
+    """Drive a claimed own rotation; give the lease back when this runner stops, however."""
+    try:
+        yield
+    finally:
+        rt = engine.rt
+        try:
+            with rt.store.write() as s:
+                rotation = s.get(OwnRotation, rid)
+                if rotation is not None and rotation.claimed_by == rt.runner:
+                    rotation.claimed_by = None
+                    rotation.claimed_until = None
+                    s.add(rotation)
+        except Exception as exc:  # the lease runs out by itself; keep the first error
+            logger.warning("own rotation %s: lease not released (%s)", rid, type(exc).__name__)
+
+
 def reveal(rt: Runtime, row: OwnCredential) -> Secret:
     return decrypt(
         rt.master_key,
@@ -155,6 +210,51 @@ def check_name(rt: Runtime, name: str) -> str:
             f"[credentials] (known: {known}; aliases: cloudflare, google); add it there first"
         )
     return resolved
+
+
+def record_held(
+    engine: Engine,
+    name: str,
+    value: Secret,
+    provider_ref: str | None,
+    *,
+    source: str,
+    event: str,
+    ref_name: str,
+) -> OwnCredential:
+    """Store a verified value as current, audited; the previous current, if any, stays
+    live at its provider (the person who imported a replacement deletes the old one).
+
+    `ref_name` names the provider's id in its own words in the audit event (token_id,
+    key_id). Refused while a rotation of `name` is in flight: it owns the current row.
+    """
+    from rotator.errors import RefusedError
+
+    rt = engine.rt
+    ids: dict[str, Any] = {ref_name: provider_ref}
+    with rt.store.write() as s:
+        if in_flight(s, name) is not None:
+            raise RefusedError(
+                f"a rotation of the tool's {name} is in flight; finish it first "
+                f"(`rotate credentials rotate {name}` resumes it)"
+            )
+        old = current_row(s, name)
+        if old is not None:
+            m.move_version(old, "previous")
+            s.add(old)
+            s.flush()
+        row = make_row(rt, name, value, state="current", source=source, provider_ref=provider_ref)
+        s.add(row)
+        engine.audit(
+            s,
+            event,
+            credential=name,
+            source=source,
+            fingerprint=row.fingerprint,
+            replaced=old.provider_ref if old else None,
+            **ids,
+        )
+    return row
 
 
 def record_switch(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rotator.paths import default_database_path
 
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 """The Alembic head this code expects; a test pins it to the migrations' real head."""
 
 
