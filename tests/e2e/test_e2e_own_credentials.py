@@ -147,7 +147,7 @@ def test_monthly_token_rotation_while_the_apps_quarterly_rotation_continues(
     promoted = w.rotate("run")
     assert "own credential" not in promoted.stdout
     resend = w.status()[(RESEND, "shared")]["rotations"][0]
-    assert resend["state"] == "promoted", (resend, promoted.stdout + promoted.stderr)
+    assert resend["state"] == "promoted", f"{resend}\n{promoted.stdout}\n{promoted.stderr}"
     w.at("2027-03-04T02:30")
     again = w.rotate("run")
     assert "own credential cloudflare_api_token: done" in again.stdout, again.stdout + again.stderr
