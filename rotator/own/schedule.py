@@ -37,7 +37,15 @@ def next_due(engine: Engine, name: str) -> tuple[datetime | None, str]:
         current = own.current_row(s, name)
         done = own.last_done(s, name)
     if flight is not None:
-        return engine.rt.clock(), f"{flight.kind} rotation {flight.id} in flight ({flight.state})"
+        from rotator.repository import held_elsewhere
+
+        now = engine.rt.clock()
+        by = (
+            f", driven by runner {flight.claimed_by}"
+            if held_elsewhere(flight, engine.rt.runner, now)
+            else ""
+        )
+        return now, f"{flight.kind} rotation {flight.id} in flight ({flight.state}{by})"
     if current is None:
         return None, (
             "not in the store: import it (`rotate credentials import`) or rotate it once "

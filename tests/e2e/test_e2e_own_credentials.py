@@ -379,6 +379,8 @@ def test_two_hosts_never_drive_one_own_rotation_at_once(world: World) -> None:
     assert left.returncode == 10, left.stdout + left.stderr
     assert "driven by runner host-a/boot/4242/abcd1234" in left.stderr
     assert _google_keys(w)[0] == before  # nothing created, nothing deleted
+    listed = w.rotate("credentials", "list")
+    assert "in flight (started, driven by runner host-a/boot/4242/abcd1234)" in listed.stdout
     ran = w.rotate("run")
     assert "own credential gcp_service_account: retrying" in ran.stderr, ran.stdout + ran.stderr
     assert _google_keys(w)[0] == before
