@@ -285,11 +285,20 @@ class CrashWorld:
 
 
 # ---------------------------------------------------------------------- snapshots
-def _copy_parts(world: Any) -> dict[str, Any]:
+def copy_parts(world: Any) -> dict[str, Any]:
+    """Deep-copy the sandbox's provider state (what `restore_parts` puts back)."""
     with world.lock:
         # Service accounts hold a private key object: shared, never changed by requests.
         memo = {id(a): a for a in world.google.accounts.values()}
         return {name: copy.deepcopy(getattr(world, name), memo) for name in _WORLD_PARTS}
+
+
+def restore_parts(world: Any, parts: dict[str, Any]) -> None:
+    """Put a copy of `parts` (from `copy_parts`) into a fresh sandbox's world."""
+    with world.lock:
+        memo = {id(a): a for a in parts["google"].accounts.values()}
+        for name, part in parts.items():
+            setattr(world, name, copy.deepcopy(part, memo))
 
 
 def snapshot(w: CrashWorld, root: Path) -> Snapshot:
@@ -301,7 +310,7 @@ def snapshot(w: CrashWorld, root: Path) -> Snapshot:
     return Snapshot(
         root,
         w.clock(),
-        _copy_parts(w.sandbox.world),
+        copy_parts(w.sandbox.world),
         person,
         w.seeded,
         w.env.get("ROTATOR_DATABASE_URL"),
@@ -320,11 +329,7 @@ def restored(snap: Snapshot, root: Path) -> Iterator[CrashWorld]:
         Sandbox(faults="none", seed=3, clock=clock, on_request=killer.hook) as sandbox,
         httpx.Client(timeout=10) as http,
     ):
-        world = sandbox.world
-        with world.lock:
-            memo = {id(a): a for a in snap.parts["google"].accounts.values()}
-            for name, part in snap.parts.items():
-                setattr(world, name, copy.deepcopy(part, memo))
+        restore_parts(sandbox.world, snap.parts)
         w = _world(sandbox, clock, root, http, snap.seeded, killer)
         w.person.stripe_keys = list(snap.person[0])
         w.person.oauth_secrets = copy.deepcopy(snap.person[1])
