@@ -31,7 +31,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -62,19 +62,43 @@ def london(text: str) -> datetime:
 
 
 def full_matrix() -> bool:
-    """Return True when every crash point runs (CI, or asked for), else a sample."""
-    return os.environ.get("CI") == "true" or os.environ.get("ROTATOR_FULL_CRASH_MATRIX") == "1"
+    """Return True when every crash point runs: asked for with ROTATOR_FULL_CRASH_MATRIX=1."""
+    return os.environ.get("ROTATOR_FULL_CRASH_MATRIX") == "1"
 
 
-SAMPLE_EVERY = int(os.environ.get("ROTATOR_CRASH_SAMPLE_EVERY", "13"))
-"""Outside CI a sample keeps `make test` quick; a prime step walks every phase over runs."""
+def sample_every() -> int:
+    """Run every n-th crash point: 3 under CI=true, 13 otherwise (ROTATOR_CRASH_SAMPLE_EVERY)."""
+    default = "3" if os.environ.get("CI") == "true" else "13"
+    return max(1, int(os.environ.get("ROTATOR_CRASH_SAMPLE_EVERY") or default))
 
 
-def sample(points: list[Any], every: int = SAMPLE_EVERY) -> list[Any]:
-    """Return all points under the full matrix, else every `every`-th one and the last."""
-    if full_matrix() or len(points) <= 2:
+def sample_seed() -> int:
+    """The sample's seed: ROTATOR_CRASH_SEED, else today's date (one offset per day)."""
+    text = os.environ.get("ROTATOR_CRASH_SEED")
+    return int(text) if text else date.today().toordinal()
+
+
+def matrix_mode() -> str:
+    """Say which points run, and how to run the same sample again."""
+    if full_matrix():
+        return "full"
+    every = sample_every()
+    return (
+        f"sampled: every {every} from offset {sample_seed() % every}, "
+        f"ROTATOR_CRASH_SEED={sample_seed()} ROTATOR_CRASH_SAMPLE_EVERY={every}"
+    )
+
+
+def sample(points: list[Any], every: int | None = None) -> list[Any]:
+    """Return all points under the full matrix, else every `every`-th one and the last.
+
+    The first point taken moves with the seed (today's date unless ROTATOR_CRASH_SEED is
+    set), so `every` consecutive days of runs together cover every point.
+    """
+    every = every or sample_every()
+    if full_matrix() or len(points) <= 2 or every <= 1:
         return points
-    picked = points[::every]
+    picked = points[sample_seed() % every :: every]
     return picked if points[-1] in picked else [*picked, points[-1]]
 
 
