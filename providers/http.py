@@ -13,8 +13,10 @@ Nothing here logs or raises a body, a header or a query string: Google puts API 
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -382,6 +384,17 @@ class BoundedTransport(httpx.BaseTransport):
         self.inner.close()
 
 
+@functools.cache
+def default_tls_context() -> ssl.SSLContext:
+    """Return httpx's default TLS context (certifi's bundle, nothing from the environment).
+
+    Loading the bundle takes tens of milliseconds; a process that builds several clients
+    (the demo's daily runs, the in-process tests) loads it once. Clients can share it:
+    httpcore only sets ALPN on it per connection, always to HTTP/1.1 here (no HTTP/2).
+    """
+    return httpx.create_ssl_context(verify=True, trust_env=False)
+
+
 def build_client(
     *,
     transport: httpx.BaseTransport | None = None,
@@ -402,14 +415,13 @@ def build_client(
     inner = transport
     if inner is None:
         import os
-        import ssl
 
         if trust_environment:
             proxy = proxy or os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
             ca_bundle = ca_bundle or os.environ.get("SSL_CERT_FILE")
-        verify: ssl.SSLContext | bool = True
-        if ca_bundle:
-            verify = ssl.create_default_context(cafile=ca_bundle)
+        verify: ssl.SSLContext = (
+            ssl.create_default_context(cafile=ca_bundle) if ca_bundle else default_tls_context()
+        )
         inner = httpx.HTTPTransport(verify=verify, proxy=proxy or None, trust_env=False)
     return httpx.Client(
         timeout=httpx.Timeout(20.0, connect=5.0),

@@ -83,3 +83,55 @@ def _clock_not_leaked() -> Iterator[None]:
     before = clock._source
     yield
     clock._source = before
+
+
+# ---------------------------------------------------------------------- distribution
+# pytest-xdist runs with `--dist loadgroup --no-loadscope-reorder` (pyproject): items go to
+# the workers in the order below, and an `xdist_group` goes whole to one worker.
+
+# Modules whose tests all read one expensive module-scoped world: run on one worker, so
+# that world is built once, not once per worker.
+GROUPED = (
+    "tests/sequences/test_sequence_year.py",  # a year of daily runs
+    "tests/reliability/test_crash_emergency.py",  # the dry runs of both emergencies
+)
+
+# The longest items, longest first (measured on 2 cores; docs/performance.md "Test suite
+# wall time"). Started first, so that no worker begins a two-minute test while the other
+# has nothing left to do. Whole modules, or single tests that use no module fixture.
+SLOW_FIRST = (
+    "tests/reliability/test_crash_quarterly.py",
+    "tests/reliability/test_crash_emergency.py",
+    "tests/reliability/test_leak_canary.py::test_demo_year_and_emergency_leak_nothing",
+    "tests/sequences/test_sequence_year.py",
+    "tests/sequences/test_failure_model.py",
+    "tests/e2e/test_e2e_failure_paths.py::test_rollback_of_an_operator_assisted_rotation",
+    "tests/e2e/test_e2e_failure_paths.py::test_operator_assisted_emergency_rolled_back",
+    "tests/e2e/test_e2e_cli.py::test_full_quarterly_cycle_of_all_four_secrets",
+    "tests/e2e/test_e2e_failure_paths.py::test_emergency_with_production_failing",
+    "tests/sequences/test_sequence_properties.py",
+    "tests/e2e/test_e2e_concurrency.py",
+    "tests/reliability/test_crash_own_cloudflare.py",
+    "tests/reliability/test_concurrency_runners.py",
+    "tests/e2e/test_e2e_own_credentials.py",
+    "tests/e2e/test_e2e_signals.py",
+    "tests/e2e/",
+    "tests/reliability/test_faults_profiles.py",
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group the modules of GROUPED and put the items of SLOW_FIRST first, in that order."""
+
+    def rank(item: pytest.Item) -> int:
+        return next(
+            (i for i, prefix in enumerate(SLOW_FIRST) if item.nodeid.startswith(prefix)),
+            len(SLOW_FIRST),
+        )
+
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        if module in GROUPED:
+            item.add_marker(pytest.mark.xdist_group(module.rsplit("/", 1)[-1]))
+    items.sort(key=rank)

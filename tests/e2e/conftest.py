@@ -7,8 +7,10 @@ windows can be crossed without waiting.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ import pytest
 from rotator.demo import Person, SimulatedClock
 from rotator.sandbox import Sandbox
 from rotator.sandbox.inventory import sandbox_environment, sandbox_inventory
+from tests.reliability.crash_support import copy_parts, restore_parts
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -83,21 +86,29 @@ class World:
         return [v for v in values if v]
 
 
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+@dataclass
+class _Seeded:
+    """Band of Bakers after `rotate init` and the import of every value: files and sandbox."""
+
+    root: Path
+    parts: dict[str, Any]
+    seeded: dict[str, Any]
+    person: tuple[list[str], dict[str, list[str]]]
+
+
+@pytest.fixture(scope="session")
+def _seeded(tmp_path_factory: pytest.TempPathFactory) -> _Seeded:
+    """Build the starting world once per worker: `rotate init` and eight imports cost every
+    e2e test as much as its own commands did; each test gets a copy (see `world`)."""
+    root = tmp_path_factory.mktemp("e2e-seeded")
     clock = SimulatedClock(london("2027-01-01T02:30"))
-    home = tmp_path / "state"
-    with Sandbox(faults="none", seed=3, clock=clock) as sandbox, httpx.Client(timeout=10) as http:
+    with (
+        pytest.MonkeyPatch.context() as mp,
+        Sandbox(faults="none", seed=3, clock=clock) as sandbox,
+        httpx.Client(timeout=10) as http,
+    ):
         seeded = sandbox.seed_bandofbakers()
-        inventory = sandbox_inventory(sandbox, tmp_path / "world", notify_email=False)
-        env = {
-            "ROTATOR_HOME": str(home),
-            "ROTATOR_INVENTORY": str(inventory),
-            **sandbox_environment(sandbox),
-        }
-        for var in ("ROTATOR_DATABASE_URL", "ROTATOR_MASTER_KEY", "ROTATOR_MASTER_KEY_FILE"):
-            monkeypatch.delenv(var, raising=False)
-        w = World(sandbox, clock, inventory, home, env, Person(sandbox.base_url, http), seeded)
+        w = _world(sandbox, clock, root, http, seeded, mp)
         assert w.rotate("init").returncode == 0
         for label, value in seeded.items():
             name, _, scope = label.partition("@")
@@ -108,4 +119,44 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
                 w.person.stripe_keys.append(value.ref)
             if name == "GOOGLE_CLIENT_SECRET":
                 w.person.oauth_secrets.setdefault(value.options["client_id"], []).append(value.ref)
+        person = (list(w.person.stripe_keys), copy.deepcopy(w.person.oauth_secrets))
+        return _Seeded(root, copy_parts(sandbox.world), seeded, person)
+
+
+def _world(
+    sandbox: Sandbox,
+    clock: SimulatedClock,
+    root: Path,
+    http: httpx.Client,
+    seeded: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> World:
+    home = root / "state"
+    inventory = sandbox_inventory(sandbox, root / "world", notify_email=False)
+    env = {
+        "ROTATOR_HOME": str(home),
+        "ROTATOR_INVENTORY": str(inventory),
+        **sandbox_environment(sandbox),
+    }
+    for var in ("ROTATOR_DATABASE_URL", "ROTATOR_MASTER_KEY", "ROTATOR_MASTER_KEY_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    return World(sandbox, clock, inventory, home, env, Person(sandbox.base_url, http), seeded)
+
+
+@pytest.fixture
+def world(_seeded: _Seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """Band of Bakers at 2027-01-01 02:30, every value imported, in a sandbox of its own.
+
+    A copy of `_seeded`: its files (state directory, checkpoint sink, `.env.local`) and its
+    sandbox's provider state in a new sandbox, whose own inventory is written over the copy.
+    """
+    shutil.copytree(
+        _seeded.root, tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("run.lock")
+    )
+    clock = SimulatedClock(london("2027-01-01T02:30"))
+    with Sandbox(faults="none", seed=3, clock=clock) as sandbox, httpx.Client(timeout=10) as http:
+        restore_parts(sandbox.world, _seeded.parts)
+        w = _world(sandbox, clock, tmp_path, http, _seeded.seeded, monkeypatch)
+        w.person.stripe_keys = list(_seeded.person[0])
+        w.person.oauth_secrets = copy.deepcopy(_seeded.person[1])
         yield w

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -62,19 +62,43 @@ def london(text: str) -> datetime:
 
 
 def full_matrix() -> bool:
-    """Return True when every crash point runs (CI, or asked for), else a sample."""
-    return os.environ.get("CI") == "true" or os.environ.get("ROTATOR_FULL_CRASH_MATRIX") == "1"
+    """Return True when every crash point runs: asked for with ROTATOR_FULL_CRASH_MATRIX=1."""
+    return os.environ.get("ROTATOR_FULL_CRASH_MATRIX") == "1"
 
 
-SAMPLE_EVERY = int(os.environ.get("ROTATOR_CRASH_SAMPLE_EVERY", "13"))
-"""Outside CI a sample keeps `make test` quick; a prime step walks every phase over runs."""
+def sample_every() -> int:
+    """Run every n-th crash point: 3 under CI=true, 13 otherwise (ROTATOR_CRASH_SAMPLE_EVERY)."""
+    default = "3" if os.environ.get("CI") == "true" else "13"
+    return max(1, int(os.environ.get("ROTATOR_CRASH_SAMPLE_EVERY") or default))
 
 
-def sample(points: list[Any], every: int = SAMPLE_EVERY) -> list[Any]:
-    """Return all points under the full matrix, else every `every`-th one and the last."""
-    if full_matrix() or len(points) <= 2:
+def sample_seed() -> int:
+    """The sample's seed: ROTATOR_CRASH_SEED, else today's date (one offset per day)."""
+    text = os.environ.get("ROTATOR_CRASH_SEED")
+    return int(text) if text else date.today().toordinal()
+
+
+def matrix_mode() -> str:
+    """Say which points run, and how to run the same sample again."""
+    if full_matrix():
+        return "full"
+    every = sample_every()
+    return (
+        f"sampled: every {every} from offset {sample_seed() % every}, "
+        f"ROTATOR_CRASH_SEED={sample_seed()} ROTATOR_CRASH_SAMPLE_EVERY={every}"
+    )
+
+
+def sample(points: list[Any], every: int | None = None) -> list[Any]:
+    """Return all points under the full matrix, else every `every`-th one and the last.
+
+    The first point taken moves with the seed (today's date unless ROTATOR_CRASH_SEED is
+    set), so `every` consecutive days of runs together cover every point.
+    """
+    every = every or sample_every()
+    if full_matrix() or len(points) <= 2 or every <= 1:
         return points
-    picked = points[::every]
+    picked = points[sample_seed() % every :: every]
     return picked if points[-1] in picked else [*picked, points[-1]]
 
 
@@ -285,11 +309,20 @@ class CrashWorld:
 
 
 # ---------------------------------------------------------------------- snapshots
-def _copy_parts(world: Any) -> dict[str, Any]:
+def copy_parts(world: Any) -> dict[str, Any]:
+    """Deep-copy the sandbox's provider state (what `restore_parts` puts back)."""
     with world.lock:
         # Service accounts hold a private key object: shared, never changed by requests.
         memo = {id(a): a for a in world.google.accounts.values()}
         return {name: copy.deepcopy(getattr(world, name), memo) for name in _WORLD_PARTS}
+
+
+def restore_parts(world: Any, parts: dict[str, Any]) -> None:
+    """Put a copy of `parts` (from `copy_parts`) into a fresh sandbox's world."""
+    with world.lock:
+        memo = {id(a): a for a in parts["google"].accounts.values()}
+        for name, part in parts.items():
+            setattr(world, name, copy.deepcopy(part, memo))
 
 
 def snapshot(w: CrashWorld, root: Path) -> Snapshot:
@@ -301,7 +334,7 @@ def snapshot(w: CrashWorld, root: Path) -> Snapshot:
     return Snapshot(
         root,
         w.clock(),
-        _copy_parts(w.sandbox.world),
+        copy_parts(w.sandbox.world),
         person,
         w.seeded,
         w.env.get("ROTATOR_DATABASE_URL"),
@@ -320,11 +353,7 @@ def restored(snap: Snapshot, root: Path) -> Iterator[CrashWorld]:
         Sandbox(faults="none", seed=3, clock=clock, on_request=killer.hook) as sandbox,
         httpx.Client(timeout=10) as http,
     ):
-        world = sandbox.world
-        with world.lock:
-            memo = {id(a): a for a in snap.parts["google"].accounts.values()}
-            for name, part in snap.parts.items():
-                setattr(world, name, copy.deepcopy(part, memo))
+        restore_parts(sandbox.world, snap.parts)
         w = _world(sandbox, clock, root, http, snap.seeded, killer)
         w.person.stripe_keys = list(snap.person[0])
         w.person.oauth_secrets = copy.deepcopy(snap.person[1])

@@ -18,7 +18,8 @@ observation after that command:
 
 Equal observations mean the rest of the cycle runs as the dry run's did, which ends
 completed with the checks of tests/e2e; one case per command also runs the rest of the
-cycle to the end to show it. Without CI=true or ROTATOR_FULL_CRASH_MATRIX=1 a sample runs.
+cycle to the end to show it. Every point runs with ROTATOR_FULL_CRASH_MATRIX=1; otherwise a
+sample that moves each day (every 3rd point under CI=true, every 13th else).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from tests.reliability.crash_support import (
     full_matrix,
     interruption_shown,
     left_open,
+    matrix_mode,
     restored,
     sample,
     seeded_world,
@@ -55,7 +57,7 @@ from tests.reliability.crash_support import (
     verify_audit,
 )
 
-# The full matrix is the slow part of the suite; CI runs it (see docs/reliability.md).
+# The full matrix is the slow part of the suite (see docs/reliability.md for the modes).
 pytestmark = [pytest.mark.slow] if full_matrix() else []
 WORKERS = max(2, min(8, 2 * (os.cpu_count() or 1)))
 ENVS = ("local", "staging", "production")
@@ -300,6 +302,8 @@ def test_quarterly_cycle_survives_a_kill_at_every_request(dry_run: DryRun, tmp_p
     print(
         f"\nquarterly: {sum(dry_run.counts)} requests in {len(per_command)} commands "
         f"{per_command}; {len(set(cases) | set(middles.values()))} crash cases "
-        f"({'full' if full_matrix() else 'sampled'}), {time.monotonic() - started:.0f} s"
+        f"({matrix_mode()}), {time.monotonic() - started:.0f} s"
     )
-    assert not problems, f"{len(problems)} problems:\n" + "\n".join(p[:600] for p in problems[:12])
+    assert not problems, f"{len(problems)} problems ({matrix_mode()}):\n" + "\n".join(
+        p[:600] for p in problems[:12]
+    )
