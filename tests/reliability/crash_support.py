@@ -67,8 +67,8 @@ def full_matrix() -> bool:
 
 
 def sample_every() -> int:
-    """Run every n-th crash point: 3 under CI=true, 13 otherwise (ROTATOR_CRASH_SAMPLE_EVERY)."""
-    default = "3" if os.environ.get("CI") == "true" else "13"
+    """Run every n-th crash point: 5 under CI=true, 13 otherwise (ROTATOR_CRASH_SAMPLE_EVERY)."""
+    default = "5" if os.environ.get("CI") == "true" else "13"
     return max(1, int(os.environ.get("ROTATOR_CRASH_SAMPLE_EVERY") or default))
 
 
