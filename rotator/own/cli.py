@@ -74,14 +74,9 @@ def import_credential(
     done = importing.verify_and_store(engine, resolved, kind, value, source)
     engine.checkpoint()
     if as_json:
-        _json(
-            {
-                "credential": resolved,
-                "provider_ref": done.provider_ref,
-                "source": source,
-                "verified": True,
-            }
-        )
+        # The provider's id in its own words, as `rotate credentials rotate` names it.
+        ref = {"cloudflare": "token_id", "google": "key_id"}.get(kind, "key_id")
+        _json({"credential": resolved, ref: done.provider_ref, "source": source, "verified": True})
         return
     typer.echo(f"{resolved}: {done.how}; stored encrypted")
 

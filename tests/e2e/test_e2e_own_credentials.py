@@ -277,9 +277,16 @@ def test_import_google_key_and_resend_management_key(world: World) -> None:
     not_json = w.rotate("credentials", "import", "google", input="-----BEGIN PRIVATE KEY-----\n")
     assert not_json.returncode == 2 and "not JSON" in not_json.stderr
     key_id, key_file = _new_service_account_key(w)
-    imported = w.rotate("credentials", "import", "google", input=key_file, actor="ops@e2e")
+    imported = w.rotate(
+        "credentials", "import", "google", "--json", input=key_file, actor="ops@e2e"
+    )
     assert imported.returncode == 0, imported.stdout + imported.stderr
-    assert key_id in imported.stdout
+    assert json.loads(imported.stdout) == {
+        "credential": "gcp_service_account",
+        "key_id": key_id,
+        "source": "import:stdin",
+        "verified": True,
+    }
     on_disk = json.loads((w.inventory.parent / "gcp-service-account.json").read_text())
     assert on_disk["private_key_id"] == key_id
 
